@@ -1,0 +1,5 @@
+"""``python -m moorage`` → the CLI."""
+
+from moorage.cli.main import main
+
+main()

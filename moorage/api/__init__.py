@@ -1,0 +1,1 @@
+"""Transports only: parse → call a control service → serialize."""

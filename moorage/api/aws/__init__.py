@@ -1,0 +1,1 @@
+"""The AWS wire protocols: a thin translation over control/ services."""

@@ -1,0 +1,1 @@
+"""The native REST API: the SageMaker shapes as JSON resources, with an OpenAPI document."""

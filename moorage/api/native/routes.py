@@ -1,0 +1,133 @@
+"""Native REST routes, generated from one table of (method, path, operation).
+
+Each route fills the operation's input from path parameters plus the JSON body (POST/PUT)
+or the query string (GET/DELETE), then calls the same control service as the AWS protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from moorage import __version__
+from moorage.api.errors import json11_error
+from moorage.api.native.openapi import build_openapi, docs_html
+from moorage.control.services import Services
+from moorage.control.validation import coerce_query
+from moorage.errors import ValidationException
+from moorage.metrics import prometheus
+
+
+@dataclass(frozen=True)
+class NativeRoute:
+    method: str
+    path: str
+    operation: str
+    status: int = 200
+    service: str = "sagemaker"
+
+
+def _crud(plural: str, kind: str, name_param: str) -> list[NativeRoute]:
+    item = f"/api/{plural}/{{{name_param}}}"
+    return [NativeRoute("POST", f"/api/{plural}", f"Create{kind}", 201),
+            NativeRoute("GET", f"/api/{plural}", f"List{kind}s"),
+            NativeRoute("GET", item, f"Describe{kind}"),
+            NativeRoute("DELETE", item, f"Delete{kind}")]
+
+
+ROUTES: list[NativeRoute] = [
+    *_crud("models", "Model", "ModelName"),
+    *_crud("endpoint-configs", "EndpointConfig", "EndpointConfigName"),
+    *_crud("endpoints", "Endpoint", "EndpointName"),
+    NativeRoute("PUT", "/api/endpoints/{EndpointName}", "UpdateEndpoint"),
+    NativeRoute("POST", "/api/endpoints/{EndpointName}/weights-and-capacities",
+                "UpdateEndpointWeightsAndCapacities"),
+]
+
+
+def _error(exc: BaseException) -> Response:
+    status, body = json11_error(exc)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _handler(services: Services, route: NativeRoute) -> Any:
+    async def handle(request: Request) -> Response:
+        try:
+            if route.method in ("POST", "PUT"):
+                raw = await request.body()
+                try:
+                    params = json.loads(raw) if raw else {}
+                except ValueError as exc:
+                    raise ValidationException(f"Request body is not valid JSON: {exc}") from None
+                if not isinstance(params, dict):
+                    raise ValidationException("Request body must be a JSON object.")
+            else:
+                params = coerce_query(route.service, route.operation, dict(request.query_params))
+            params.update(request.path_params)
+            result = await services.operations[route.operation](params)
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse(result, status_code=route.status)
+    return handle
+
+
+def routes(services: Services) -> list[Route]:
+    table: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        table.setdefault(r.path, {})[r.method] = _handler(services, r)
+
+    def dispatcher(methods: dict[str, Any]) -> Any:
+        async def by_method(request: Request) -> Response:
+            return await methods[request.method](request)
+        return by_method
+
+    out = [Route(path, dispatcher(methods), methods=list(methods)) for path, methods in table.items()]
+    openapi = build_openapi(ROUTES, title="Moorage", version=__version__)
+
+    async def openapi_json(_: Request) -> Response:
+        return JSONResponse(openapi)
+
+    async def docs(_: Request) -> Response:
+        return HTMLResponse(docs_html("/openapi.json"))
+
+    async def metrics_text(_: Request) -> Response:
+        return PlainTextResponse(prometheus.render(services.metrics),
+                                 media_type="text/plain; version=0.0.4")
+
+    async def endpoint_metrics(request: Request) -> Response:
+        q = request.query_params
+        try:
+            name = request.path_params["EndpointName"]
+            services.endpoints.require(name)
+            if "MetricName" not in q:
+                raise ValidationException("MetricName is required.")
+            try:
+                points = services.metrics.query(
+                    name, q["MetricName"], variant=q.get("VariantName"),
+                    start=float(q["StartTime"]) if "StartTime" in q else None,
+                    end=float(q["EndTime"]) if "EndTime" in q else None,
+                    period=int(q.get("Period", 60)))
+            except ValueError as exc:
+                raise ValidationException(str(exc)) from None
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse({"Label": q["MetricName"], "Datapoints": points})
+
+    async def endpoint_instances(request: Request) -> Response:
+        name = request.path_params["EndpointName"]
+        try:
+            services.endpoints.require(name)
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse({"Instances": services.router.instances(name)})
+
+    out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
+            Route("/api/endpoints/{EndpointName}/instances", endpoint_instances),
+            Route("/metrics", metrics_text),
+            Route("/api/endpoints/{EndpointName}/metrics", endpoint_metrics)]
+    return out

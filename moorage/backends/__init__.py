@@ -1,0 +1,1 @@
+"""Where instances run. Only backends/local.py spawns processes."""

@@ -1,0 +1,52 @@
+"""The backend seam: start an instance from a spec, then talk to it through a handle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from moorage.resources.profiles import Profile
+
+
+class Reply(NamedTuple):
+    status: int
+    content_type: bytes
+    custom_attributes: bytes
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    instance_id: str
+    runtime: str  # sklearn | xgboost | python | command
+    model_dir: Path | None
+    command: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    profile: Profile | None = None
+    log_path: Path | None = None
+
+
+class InstanceGone(Exception):
+    """The instance's process or connection went away; requests in flight on it are lost."""
+
+
+class InstanceHandle(Protocol):
+    instance_id: str
+
+    async def invoke(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                     body: bytes, timeout: float) -> Reply:
+        """Send one invocation. Raises InstanceGone or asyncio.TimeoutError."""
+
+    async def ping(self, timeout: float) -> bool:
+        """True once the instance answers GET /ping (or a ping frame) with 200."""
+
+    def exited(self) -> int | None:
+        """The process's exit code, or None while it runs."""
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds."""
+
+
+class Backend(Protocol):
+    async def start_instance(self, spec: InstanceSpec) -> InstanceHandle: ...

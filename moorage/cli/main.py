@@ -1,0 +1,47 @@
+"""The ``moorage`` command: the server, and a client for the native API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from moorage.cli import client_commands
+
+app = typer.Typer(help="Moorage: self-hosted SageMaker-style model hosting.", no_args_is_help=True)
+client_commands.register(app)
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8080, help="Port for the API, the AWS protocols and invocations."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where state, model cache and logs live."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Run the Moorage server: control plane and inference router in one process."""
+    import uvicorn
+
+    from moorage.api.app import create_app
+    from moorage.control.services import build_services
+    from moorage.settings import Settings
+
+    overrides: dict[str, object] = {"host": host, "port": port}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    services = build_services(settings)
+    typer.echo(f"moorage: serving on http://{settings.host}:{settings.port} "
+               f"(data in {settings.data_dir})", err=True)
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, loop="uvloop",
+                http="httptools", log_level=log_level, access_log=False, lifespan="on",
+                timeout_graceful_shutdown=30)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""CreateEndpointConfig and friends: variant validation against models and the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moorage.control.base import ServiceBase, public
+from moorage.control.listing import page
+from moorage.errors import ValidationException
+from moorage.resources.profiles import profile
+from moorage.store.sql import Duplicate
+
+
+class EndpointConfigService(ServiceBase):
+    kind = "EndpointConfig"
+
+    def check_variants(self, variants: list[dict[str, Any]]) -> None:
+        names = [v["VariantName"] for v in variants]
+        if len(set(names)) != len(names):
+            raise ValidationException(f"Variant names must be unique; got {', '.join(names)}.")
+        for v in variants:
+            if v.get("ServerlessConfig"):
+                raise ValidationException(
+                    f"Variant {v['VariantName']}: ServerlessConfig is not supported yet.")
+            if "InstanceType" not in v or "InitialInstanceCount" not in v:
+                raise ValidationException(
+                    f"Variant {v['VariantName']}: InstanceType and InitialInstanceCount are required.")
+            profile(v["InstanceType"])
+            if not v.get("ModelName"):
+                raise ValidationException(f"Variant {v['VariantName']}: ModelName is required.")
+            self.require(v["ModelName"], "Model")
+        if sum(v.get("InitialVariantWeight", 1.0) for v in variants) <= 0:
+            raise ValidationException(
+                "The sum of InitialVariantWeight across ProductionVariants must be greater than 0.")
+
+    async def create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.validate("CreateEndpointConfig", params)
+        name = params["EndpointConfigName"]
+        for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants"):
+            if params.get(unsupported):
+                raise ValidationException(f"{unsupported} is not supported yet.")
+        self.check_variants(params["ProductionVariants"])
+        if self.store.get(self.kind, name):
+            raise self.duplicate(name)
+        arn = self.arn(name)
+        now = self.clock.time()
+        doc = {**params, "EndpointConfigArn": arn, "CreationTime": now}
+        try:
+            self.store.insert(self.kind, name, arn, doc, status=None, now=now)
+        except Duplicate:
+            raise self.duplicate(name) from None
+        return {"EndpointConfigArn": arn}
+
+    async def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.validate("DescribeEndpointConfig", params)
+        return public(self.require(params["EndpointConfigName"]).doc)
+
+    async def delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.validate("DeleteEndpointConfig", params)
+        self.require(params["EndpointConfigName"])
+        self.store.delete(self.kind, params["EndpointConfigName"])
+        return {}
+
+    async def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.validate("ListEndpointConfigs", params)
+        items, token = page(self.store.list(self.kind), params, lambda r: {
+            "EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created})
+        return {"EndpointConfigs": items, **({"NextToken": token} if token else {})}

@@ -1,0 +1,76 @@
+"""Builds the service graph from Settings: explicit wiring, no global container."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from moorage.artifacts import fetch_model_data, model_data_exists
+from moorage.backends.base import Backend
+from moorage.backends.local import LocalBackend
+from moorage.clock import Clock, SystemClock
+from moorage.control.endpoint_configs import EndpointConfigService
+from moorage.control.endpoints import EndpointService
+from moorage.control.models import ModelService
+from moorage.metrics import MetricsRegistry
+from moorage.serving.router import Router
+from moorage.settings import Settings
+from moorage.store import Store
+
+Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    clock: Clock
+    metrics: MetricsRegistry
+    router: Router
+    models: ModelService
+    endpoint_configs: EndpointConfigService
+    endpoints: EndpointService
+    #: SageMaker operation name → handler taking and returning wire-shaped dicts
+    operations: dict[str, Operation] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        await self.endpoints.recover()
+
+    async def stop(self) -> None:
+        await self.router.close()
+
+
+def build_services(settings: Settings, *, backend: Backend | None = None,
+                   clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_database_url())
+    metrics = MetricsRegistry(clock)
+    cache = data / "cache" / "models"
+    if backend is None:
+        # Unix socket paths are capped at 107 bytes, so sockets live in a short temp dir.
+        run_dir = Path(tempfile.mkdtemp(prefix="moorage-"))
+        backend = LocalBackend(run_dir, settings.python_executable, dict(os.environ))
+
+    def fetch(url: str) -> Path:
+        return fetch_model_data(url, cache, max_bytes=settings.max_tar_bytes,
+                                max_members=settings.max_tar_members)
+
+    router = Router(backend, settings, metrics, fetch, data / "logs")
+    models = ModelService(store, clock, settings, model_data_exists)
+    configs = EndpointConfigService(store, clock, settings)
+    endpoints = EndpointService(store, clock, settings, router)
+    router.on_missing = endpoints.invoke_error
+    svc = Services(settings, store, clock, metrics, router, models, configs, endpoints)
+    for service in (models, configs, endpoints):
+        for attr in dir(service):
+            if attr.startswith("_"):
+                continue
+            op = "".join(part.capitalize() for part in attr.split("_"))
+            if op.startswith(("Create", "Describe", "Delete", "List", "Update")):
+                svc.operations[op] = getattr(service, attr)
+    return svc

@@ -1,0 +1,60 @@
+"""What the data plane needs to run an endpoint, as frozen values built by control/ from
+the SageMaker-shaped documents (which are the stored resource model)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    runtime: str  # "sklearn" | "xgboost" | "python" | "command"
+    command: tuple[str, ...] = ()
+    model_data_url: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    model_name: str
+    container: ContainerSpec
+    instance_type: str
+    instance_count: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """One endpoint config's worth of variants."""
+
+    config_name: str
+    variants: tuple[VariantSpec, ...] = field(default_factory=tuple)
+
+    def variant(self, name: str) -> VariantSpec | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+def fleet_to_dict(spec: FleetSpec) -> dict:
+    """JSON-ready form, stored with the endpoint so a restart rebuilds the same fleet even if
+    the Model or EndpointConfig was deleted since (SageMaker snapshots them too)."""
+    return asdict(spec)
+
+
+def fleet_from_dict(data: dict) -> FleetSpec:
+    variants = []
+    for v in data["variants"]:
+        c = v["container"]
+        container = ContainerSpec(runtime=c["runtime"], command=tuple(c["command"]),
+                                  model_data_url=c["model_data_url"],
+                                  environment=tuple(tuple(kv) for kv in c["environment"]))
+        variants.append(VariantSpec(v["name"], v["model_name"], container, v["instance_type"],
+                                    int(v["instance_count"]), float(v["weight"])))
+    return FleetSpec(data["config_name"], tuple(variants))
+
+
+def with_capacity(spec: FleetSpec, weights: dict[str, float], counts: dict[str, int]) -> FleetSpec:
+    """The same fleet with some variants' weights and instance counts changed."""
+    return FleetSpec(spec.config_name, tuple(
+        replace(v, weight=weights.get(v.name, v.weight), instance_count=counts.get(v.name, v.instance_count))
+        for v in spec.variants))

@@ -1,0 +1,255 @@
+"""The SageMaker inference-toolkit handler convention, run in-process.
+
+A model directory may carry a user module (``code/inference.py``, or the file named by env
+``SAGEMAKER_PROGRAM``, in ``code/`` or at the model dir root) defining any of::
+
+    model_fn(model_dir)                       -> model
+    input_fn(body, content_type)              -> data
+    predict_fn(data, model)                   -> prediction
+    output_fn(prediction, accept)             -> body | (body, content_type)
+    transform_fn(model, body, content_type, accept)   (alone: replaces the three above)
+    pre_model_fn(model_dir), model_warmup_fn(model_dir, model)   (newer toolkits)
+
+each optionally taking a trailing ``context`` argument (we pass None). Hooks the module lacks come
+from the framework's defaults (:class:`DefaultHooks`), exactly as SageMaker's framework containers
+do, so one :class:`HandlerRuntime` serves both "plain framework model" and "script mode".
+
+Everything that can be decided once is decided in :meth:`HandlerRuntime.load` (which hooks,
+whether they take ``context``, whether bodies are decoded to str), so :meth:`invoke` is a few
+attribute lookups around the hooks themselves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+from moorage.runtime import codecs
+from moorage.runtime.base import InvocationFailed, ModelLoadError
+
+DEFAULT_PROGRAM = "inference.py"
+_HOOK_ARGS = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
+              "pre_model_fn": 1, "model_warmup_fn": 2}
+
+
+@dataclass(frozen=True)
+class DefaultHooks:
+    """A framework's defaults: what its SageMaker container does for each hook the user omits.
+
+    ``input_fn`` receives the raw bytes (defaults never need str); ``output_fn`` receives a media
+    type already resolved by :func:`codecs.resolve_accept`. ``model_fn`` None means "required".
+    """
+
+    model_fn: Callable[[str], Any] | None
+    predict_fn: Callable[[Any, Any], Any]
+    input_fn: Callable[[bytes, str | None], Any] = codecs.decode
+    output_fn: Callable[[Any, str], bytes] = codecs.encode
+
+
+def python_predict(data: Any, model: Any) -> Any:
+    """Default predict_fn of kind "python": ``model.predict(data)``, else ``model(data)``."""
+    predict = getattr(model, "predict", None)
+    if predict is not None:
+        return predict(data)
+    if callable(model):
+        return model(data)
+    raise TypeError(f"the model ({type(model).__name__}) has no predict method and is not callable; "
+                    "define predict_fn in the user module")
+
+
+def framework_defaults(kind: str, env: Mapping[str, str], user_hooks: frozenset[str]) -> DefaultHooks:
+    if kind == "sklearn":
+        from moorage.runtime.frameworks import sklearn
+        return sklearn.defaults(env, user_hooks)
+    if kind == "xgboost":
+        from moorage.runtime.frameworks import xgboost
+        return xgboost.defaults(env, user_hooks)
+    return DefaultHooks(model_fn=None, predict_fn=python_predict)
+
+
+class HandlerRuntime:
+    """A :class:`~moorage.runtime.base.ModelRuntime` for kinds sklearn, xgboost and python."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.model: Any = None
+        self.user_module: Path | None = None
+        self._default_accept: str | None = None
+        self._codec_output = True
+        self._transform: Callable[..., Any] | None = None
+        self._input: Callable[[bytes, str | None], Any] = codecs.decode
+        self._predict: Callable[[Any, Any], Any] = python_predict
+        self._output: Callable[[Any, str], Any] = codecs.encode
+
+    def load(self, model_dir: Path, env: Mapping[str, str]) -> None:
+        model_dir = Path(model_dir)
+        path = find_user_module(model_dir, env)
+        where = f"{self.kind} default hooks"
+        user: dict[str, Callable[..., Any]] = {}
+        if path is not None:
+            self.user_module = path
+            where = _relative(path, model_dir)
+            user = _user_hooks(import_user_module(path, where), where)
+        defaults = framework_defaults(self.kind, env, frozenset(user))
+
+        model_fn = user.get("model_fn") or defaults.model_fn
+        if model_fn is None:
+            program = env.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM
+            if path is None:
+                raise ModelLoadError(f"Kind 'python' needs a user module: {model_dir}/code/{program} "
+                                     "defining model_fn(model_dir) (SAGEMAKER_PROGRAM names another file)")
+            raise ModelLoadError(f"{where}: model_fn is missing; kind 'python' has no default model "
+                                 "loader, so define model_fn(model_dir)")
+
+        self._default_accept = env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None
+        self._codec_output = not user.keys() & {"output_fn", "transform_fn"}
+        if self._codec_output and self._default_accept and not codecs.is_supported_accept(self._default_accept):
+            raise ModelLoadError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={self._default_accept!r} is not "
+                                 f"supported; use one of {', '.join(codecs.SUPPORTED)}")
+        hook = {name: _adapt(fn, name, where) for name, fn in user.items()}
+        self._transform = hook.get("transform_fn")
+        self._input = _text_input(hook["input_fn"]) if "input_fn" in hook else defaults.input_fn
+        self._predict = hook.get("predict_fn") or defaults.predict_fn
+        self._output = hook.get("output_fn") or defaults.output_fn
+
+        model_where = where if "model_fn" in user else f"{self.kind} default hooks"
+        if "pre_model_fn" in hook:
+            _run_load_hook(hook["pre_model_fn"], "pre_model_fn", where, str(model_dir))
+        self.model = _run_load_hook(hook.get("model_fn") or model_fn, "model_fn", model_where, str(model_dir))
+        if "model_warmup_fn" in hook:
+            _run_load_hook(hook["model_warmup_fn"], "model_warmup_fn", where, str(model_dir), self.model)
+
+    def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+        if self._codec_output:  # the hot path: default encoders, accept checked before any work
+            out = codecs.resolve_accept(accept, content_type, self._default_accept)
+            return self._output(self._predict(self._input(body, content_type), self.model), out), out
+        if not accept or accept == "*/*":
+            accept = self._default_accept or codecs.media_type(content_type) or codecs.JSON
+        if self._transform is not None:
+            result = self._transform(self.model, _text_body(body, content_type), content_type, accept)
+            return _response(result, accept, "transform_fn")
+        prediction = self._predict(self._input(body, content_type), self.model)
+        return _response(self._output(prediction, accept), accept, "output_fn")
+
+
+def find_user_module(model_dir: Path, env: Mapping[str, str]) -> Path | None:
+    """``<model_dir>/code/<program>`` or ``<model_dir>/<program>``; None if the default is absent."""
+    program = env.get("SAGEMAKER_PROGRAM") or ""
+    names = [program, program + ".py"] if program and not program.endswith(".py") else [program or DEFAULT_PROGRAM]
+    root = model_dir.resolve()
+    for name in names:
+        for base in (model_dir / "code", model_dir):
+            candidate = base / name
+            if candidate.is_file():
+                if not candidate.resolve().is_relative_to(root):
+                    raise ModelLoadError(f"SAGEMAKER_PROGRAM={program!r} points outside the model directory")
+                return candidate
+    if program:
+        raise ModelLoadError(f"SAGEMAKER_PROGRAM={program!r}: no such file in {model_dir}/code/ "
+                             f"or {model_dir}/")
+    return None
+
+
+def import_user_module(path: Path, where: str) -> ModuleType:
+    """Import the user module with its directory on sys.path, so its helper modules import too."""
+    directory = str(path.parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = path.stem if path.stem not in sys.modules else f"_moorage_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"{where}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pickles referencing the module's classes resolve by this name
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise ModelLoadError(f"{where}: importing the user module failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _user_hooks(module: ModuleType, where: str) -> dict[str, Callable[..., Any]]:
+    hooks = {name: getattr(module, name) for name in _HOOK_ARGS if getattr(module, name, None) is not None}
+    for name, fn in hooks.items():
+        if not callable(fn):
+            raise ModelLoadError(f"{where}: {name} is not a function")
+    if "transform_fn" in hooks and hooks.keys() & {"input_fn", "predict_fn", "output_fn"}:
+        raise ModelLoadError(f"{where}: transform_fn cannot be combined with input_fn, predict_fn or "
+                             "output_fn; define transform_fn alone, or the other three")
+    return hooks
+
+
+def _adapt(fn: Callable[..., Any], name: str, where: str) -> Callable[..., Any]:
+    """Append ``context`` (None) when the hook takes one more argument than the convention's."""
+    n = _HOOK_ARGS[name]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins and C callables: call them plainly
+        return fn
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return fn
+    count = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if count == n:
+        return fn
+    if count == n + 1:
+        return lambda *args: fn(*args, None)
+    raise ModelLoadError(f"{where}: {name} takes {count} arguments; the convention passes {n} "
+                         f"(or {n + 1} with a trailing context)")
+
+
+def _run_load_hook(fn: Callable[..., Any], name: str, where: str, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"{where}: {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _text_body(body: bytes, content_type: str | None) -> bytes | str:
+    """UTF-8 content types reach user hooks as str, others as bytes (the toolkit's rule)."""
+    charset = codecs.text_charset(content_type)
+    if charset is None:
+        return body
+    try:
+        return body.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise InvocationFailed(400, f"the {codecs.media_type(content_type)} body is not valid "
+                                    f"{charset}: {exc}") from None
+    except LookupError:
+        raise InvocationFailed(415, f"charset {charset} is not supported") from None
+
+
+def _text_input(fn: Callable[[Any, str | None], Any]) -> Callable[[bytes, str | None], Any]:
+    def input_fn(body: bytes, content_type: str | None) -> Any:
+        return fn(_text_body(body, content_type), content_type)
+    return input_fn
+
+
+def _response(result: Any, accept: str, hook: str) -> tuple[bytes, str]:
+    ctype = accept
+    if type(result) is tuple:
+        if len(result) != 2:
+            raise TypeError(f"{hook} returned a tuple of {len(result)}; expected (body, content_type)")
+        result, ctype = result[0], str(result[1] or accept)
+    if type(result) is bytes:
+        return result, ctype
+    if isinstance(result, str):
+        return result.encode(), ctype
+    if isinstance(result, (bytearray, memoryview)):
+        return bytes(result), ctype
+    raise TypeError(f"{hook} returned {type(result).__name__}; expected bytes, str or (body, content_type)")
+
+
+def _relative(path: Path, model_dir: Path) -> str:
+    try:
+        return str(path.relative_to(model_dir))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,108 @@
+"""The store: resources as versioned JSON documents, plus access keys.
+
+Writes use optimistic concurrency: ``update`` names the version it read, and a stale
+version raises ``Conflict`` instead of silently overwriting a newer change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from moorage.store.engine import make_engine
+from moorage.store.tables import access_keys, metadata, resources
+
+
+class Duplicate(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    name: str
+    arn: str
+    status: str | None
+    created: float
+    modified: float
+    version: int
+    doc: dict[str, Any]
+
+
+def _record(row: Any) -> Record:
+    return Record(row.kind, row.name, row.arn, row.status, row.created, row.modified,
+                  row.version, json.loads(row.doc))
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    # -- resources -------------------------------------------------------------------------
+    def insert(self, kind: str, name: str, arn: str, doc: dict[str, Any], *, status: str | None,
+               now: float) -> Record:
+        row = dict(kind=kind, name=name, arn=arn, status=status, created=now, modified=now,
+                   version=1, doc=json.dumps(doc))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(resources).values(**row))
+        except IntegrityError as exc:
+            raise Duplicate(f"{kind} {name} exists") from exc
+        return Record(kind, name, arn, status, now, now, 1, doc)
+
+    def get(self, kind: str, name: str) -> Record | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(resources).where(
+                and_(resources.c.kind == kind, resources.c.name == name))).first()
+        return _record(row) if row else None
+
+    def update(self, rec: Record, doc: dict[str, Any], *, status: str | None, now: float) -> Record:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(resources)
+                .where(and_(resources.c.kind == rec.kind, resources.c.name == rec.name,
+                            resources.c.version == rec.version))
+                .values(doc=json.dumps(doc), status=status, modified=now, version=rec.version + 1))
+        if res.rowcount != 1:
+            raise Conflict(f"{rec.kind} {rec.name} changed concurrently")
+        return Record(rec.kind, rec.name, rec.arn, status, rec.created, now, rec.version + 1, doc)
+
+    def delete(self, kind: str, name: str) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(delete(resources).where(
+                and_(resources.c.kind == kind, resources.c.name == name)))
+        return res.rowcount == 1
+
+    def list(self, kind: str) -> list[Record]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(resources).where(resources.c.kind == kind)).all()
+        return [_record(r) for r in rows]
+
+    # -- access keys -----------------------------------------------------------------------
+    def add_key(self, access_key_id: str, secret: str, role: str, endpoints: str,
+                now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(access_keys).values(
+                access_key_id=access_key_id, secret=secret, role=role, endpoints=endpoints,
+                created=now, revoked=None))
+
+    def keys(self) -> Iterable[Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(select(access_keys)).all()
+
+    def revoke_key(self, access_key_id: str, now: float) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(update(access_keys)
+                               .where(and_(access_keys.c.access_key_id == access_key_id,
+                                           access_keys.c.revoked.is_(None)))
+                               .values(revoked=now))
+        return res.rowcount == 1
