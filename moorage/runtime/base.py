@@ -1,0 +1,74 @@
+"""The contract between an instance process and the model it serves.
+
+Each model instance is its own OS process running ``moorage.runtime``. The server half
+(``server.py``) speaks frames to the router; this half turns request bytes into response bytes.
+Both meet at :class:`ModelRuntime`.
+
+``invoke`` is synchronous on purpose: the instance calls it inline on its single event loop, and an
+``await`` per request would cost microseconds on the hot path for nothing (one worker per process).
+
+This module must stay cheap to import: the instance imports it before it knows which framework it
+serves, so numpy, scikit-learn and xgboost are imported only inside :func:`load_runtime`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Protocol
+
+KINDS = ("sklearn", "xgboost", "python")
+
+
+class InvocationFailed(Exception):
+    """The request was bad for this model; the instance answers `status` (a 4xx) with `message`.
+
+    Anything else raised by ``invoke`` means the model itself failed (the instance answers 500).
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the message names the file and hook at fault.
+
+    Raised by :func:`load_runtime`; the instance reports it and exits instead of serving.
+    """
+
+
+class ModelRuntime(Protocol):
+    def load(self, model_dir: Path, env: Mapping[str, str]) -> None:
+        """Load the model from ``model_dir`` (the unpacked model.tar.gz) with the container env."""
+        ...
+
+    def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+        """Returns (response body, response content type).
+
+        Raises InvocationFailed for a bad request (400 malformed body, 415 unsupported content
+        type, 406 unsupported accept); any other exception means the model failed (the instance
+        answers 500 with the error text).
+        """
+        ...
+
+
+def load_runtime(kind: str, model_dir: Path, env: Mapping[str, str]) -> ModelRuntime:
+    """Build and load the runtime for ``kind`` ("sklearn", "xgboost" or "python").
+
+    Framework kinds run the SageMaker handler convention exactly like SageMaker's framework
+    containers: a user module (``code/inference.py`` or ``SAGEMAKER_PROGRAM``) overrides the
+    framework's default hooks one by one. Kind "python" has only codec defaults and needs the
+    user module's ``model_fn``.
+    """
+    if kind not in KINDS:
+        raise ModelLoadError(f"Unknown runtime kind {kind!r}; expected one of {', '.join(KINDS)}")
+    # Imported here, not at module level, so that importing moorage.runtime stays fast.
+    from moorage.runtime.handler import HandlerRuntime
+
+    runtime = HandlerRuntime(kind)
+    runtime.load(Path(model_dir), env)
+    return runtime
