@@ -4,6 +4,8 @@ weighted variants, and invocations through an unmodified boto3 client."""
 from __future__ import annotations
 
 import io
+import os
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -37,8 +39,10 @@ def run_demo(port: int = 8080, data_dir: Path | None = None, invocations: int = 
     data_dir = data_dir or work / "data"
     url = f"http://127.0.0.1:{port}"
     print(f"1. starting moorage server on {url} (data in {data_dir})")
+    key, secret = "demo-" + secrets.token_hex(6), secrets.token_urlsafe(30)
+    env = {**os.environ, "MOORAGE_ADMIN_ACCESS_KEY_ID": key, "MOORAGE_ADMIN_SECRET_ACCESS_KEY": secret}
     server = subprocess.Popen([sys.executable, "-m", "moorage", "server", "--port", str(port),
-                               "--data-dir", str(data_dir), "--log-level", "warning"])
+                               "--data-dir", str(data_dir), "--log-level", "warning"], env=env)
     try:
         for _ in range(300):
             try:
@@ -57,9 +61,9 @@ def run_demo(port: int = 8080, data_dir: Path | None = None, invocations: int = 
                       work / "rf.tar.gz")
 
         sm = boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="demo", aws_secret_access_key="demo")
+                          aws_access_key_id=key, aws_secret_access_key=secret)
         rt = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="demo", aws_secret_access_key="demo")
+                          aws_access_key_id=key, aws_secret_access_key=secret)
         print("3. deploying endpoint 'demo' with variants lr (weight 0.7) and rf (weight 0.3)")
         for name, path in (("demo-lr", lr), ("demo-rf", rf)):
             sm.create_model(ModelName=name, PrimaryContainer={

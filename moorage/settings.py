@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +69,19 @@ class Settings(BaseSettings):
 
     max_tar_members: int = 100_000
     """Cap on the number of entries in a model.tar.gz."""
+
+    auth: bool = True
+    """Verify SigV4 on every request. Off only for local experiments on a loopback address."""
+
+    auth_max_skew_seconds: float = 900.0
+    """Largest accepted difference between a request's X-Amz-Date and the server clock."""
+
+    admin_access_key_id: str = ""
+    """With admin_secret_access_key: an admin key defined by the environment
+    (MOORAGE_ADMIN_ACCESS_KEY_ID / MOORAGE_ADMIN_SECRET_ACCESS_KEY), for scripts and CI."""
+
+    admin_secret_access_key: SecretStr = SecretStr("")
+    """The secret of admin_access_key_id; never logged."""
 
     python_executable: str = ""
     """Python used to start instance processes; empty means the server's own."""

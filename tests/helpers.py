@@ -21,6 +21,8 @@ import numpy as np
 from botocore.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
+ADMIN_KEY, ADMIN_SECRET = "moorage-test", "moorage-test-secret"
+ADMIN_ENV = {"MOORAGE_ADMIN_ACCESS_KEY_ID": ADMIN_KEY, "MOORAGE_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET}
 
 
 def free_port() -> int:
@@ -35,7 +37,7 @@ class ServerProcess:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=lambda: dict(ADMIN_ENV))
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,14 +82,20 @@ class ServerProcess:
         self.proc.kill()
         self.proc.wait()
 
-    def client(self, service: str = "sagemaker") -> Any:
+    def client(self, service: str = "sagemaker", key: str = ADMIN_KEY,
+               secret: str = ADMIN_SECRET) -> Any:
         return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="moorage-test", aws_secret_access_key="secret",
+                            aws_access_key_id=key, aws_secret_access_key=secret,
                             config=Config(retries={"max_attempts": 1, "mode": "standard"},
                                           read_timeout=120))
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120)
+    def http(self, key: str = ADMIN_KEY, secret: str = ADMIN_SECRET, signed: bool = True) -> httpx.Client:
+        """httpx against the server, signed with SigV4 like the CLI signs."""
+        from botocore.credentials import Credentials
+
+        from moorage.cli.signing import SigV4
+        auth = SigV4(Credentials(key, secret)) if signed else None
+        return httpx.Client(base_url=self.url, timeout=120, auth=auth)
 
 
 def make_data(n: int = 400, features: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

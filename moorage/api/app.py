@@ -3,11 +3,13 @@
 Dispatch is by path before any framework code runs, so InvokeEndpoint pays only for what it
 uses: ``POST /endpoints/{name}/invocations`` goes straight to the raw runtime handler; ``POST /``
 with ``X-Amz-Target`` to the AWS JSON 1.1 dispatcher; everything else (native REST API,
-OpenAPI, docs, /metrics, /ping) to a Starlette app.
+OpenAPI, docs, /metrics) to a Starlette app. Every request but the bare liveness probe
+``GET /ping`` is authenticated (SigV4) and authorized first, unless auth is off.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,8 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from moorage import ids
+from moorage.api.auth import Authenticator, authorize
 from moorage.api.aws import protocol, runtime
 from moorage.api.aws.runtime import read_body, send_error
+from moorage.api.errors import JSON11, json11_error
 from moorage.api.native.routes import routes
 from moorage.control.services import Services
 
@@ -34,30 +39,77 @@ async def _ping(_: Request) -> Response:
 class MoorageApp:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._cap = services.settings.max_payload_bytes
+        settings = services.settings
+        self._cap = settings.max_payload_bytes
         self._router = services.router
+        self._auth = (Authenticator(services.keys, services.clock, settings.auth_max_skew_seconds)
+                      if settings.auth else None)
         self._native = Starlette(routes=[Route("/ping", _ping), *routes(services)])
 
+    def _guard_invoke(self, scope: dict[str, Any], body: bytes, endpoint: str) -> None:
+        assert self._auth is not None
+        authorize(self._auth.authenticate(scope, body), "sagemaker:InvokeEndpoint", endpoint)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            method: str = scope["method"]
-            if method == "POST" and path.startswith(_INVOKE_PREFIX) and path.endswith(_INVOKE_SUFFIX):
-                name = path[len(_INVOKE_PREFIX):-len(_INVOKE_SUFFIX)]
-                if name and "/" not in name:
-                    await runtime.invoke(self._router, self._cap, scope, receive, send, name)
-                    return
-            if method == "POST" and path == "/":
-                try:
-                    body = await read_body(receive, scope["headers"], self._cap)
-                except Exception as exc:
-                    await send_error(send, exc)
-                    return
-                await protocol.asgi(self.services, scope, body, send)
-                return
-            await self._native(scope, receive, send)
-        elif scope["type"] == "lifespan":
+        if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "POST" and path.startswith(_INVOKE_PREFIX) and path.endswith(_INVOKE_SUFFIX):
+            name = path[len(_INVOKE_PREFIX):-len(_INVOKE_SUFFIX)]
+            if name and "/" not in name:
+                await runtime.invoke(self._router, self._cap, scope, receive, send, name,
+                                     self._guard_invoke if self._auth else None)
+                return
+        if path == "/ping" and method in ("GET", "HEAD"):
+            await self._native(scope, receive, send)
+            return
+        json_protocol = method == "POST" and path == "/"
+        try:
+            body = await read_body(receive, scope["headers"], self._cap)
+            if self._auth is not None:
+                key = self._auth.authenticate(scope, body, json_protocol=json_protocol)
+                authorize(key, self._action(scope, json_protocol))
+                scope["moorage.key"] = key
+        except Exception as exc:
+            await self._reject(send, exc, json_protocol)
+            return
+        if json_protocol:
+            await protocol.asgi(self.services, scope, body, send)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+        await self._native(scope, replay, send)
+
+    @staticmethod
+    def _action(scope: dict[str, Any], json_protocol: bool) -> str:
+        if json_protocol:
+            for k, v in scope["headers"]:
+                if k == b"x-amz-target":
+                    prefix, _, op = v.decode("latin-1").partition(".")
+                    service = "sagemaker" if prefix == "SageMaker" else "application-autoscaling"
+                    return f"{service}:{op}"
+        return f"moorage:{scope['method']} {scope['path']}"
+
+    @staticmethod
+    async def _reject(send: Any, exc: BaseException, json_protocol: bool) -> None:
+        status, payload = json11_error(exc)
+        ctype = JSON11 if json_protocol else b"application/json"
+        code = json.loads(payload)["__type"].encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", ctype), (b"x-amzn-errortype", code),
+            (b"x-amzn-requestid", ids.request_id().encode()),
+            (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -78,3 +130,4 @@ class MoorageApp:
 
 def create_app(services: Services) -> MoorageApp:
     return MoorageApp(services)
+

@@ -12,6 +12,10 @@ import httpx
 import typer
 from rich.console import Console
 
+from moorage.cli.signing import SigV4, load_credentials
+
+#: set by the --credentials-file global option
+CREDENTIALS_FILE: list[Path | None] = [None]
 console = Console()
 err = Console(stderr=True)
 
@@ -21,7 +25,9 @@ URL_OPTION = typer.Option("http://127.0.0.1:8080", "--url", envvar="MOORAGE_URL"
 
 class Api:
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=120)
+        creds = load_credentials(credentials_file=CREDENTIALS_FILE[0])
+        auth = SigV4(creds) if creds else None
+        self.http = httpx.Client(base_url=url, timeout=120, auth=auth)
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
         try:
@@ -199,6 +205,23 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         err.print(f"variant: {r.headers.get('x-amzn-invoked-production-variant')}")
         sys.stdout.write(r.text)
+
+    keys = typer.Typer(help="Access keys (admin, or invoke-only for some endpoints).", no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+
+    @keys.command("create")
+    def create_key(role: str = typer.Option(..., help="admin or invoke"),
+                   endpoints: str = typer.Option("*", help="Glob of endpoint names an invoke key may call."),
+                   url: str = URL_OPTION) -> None:
+        _show(Api(url).call("POST", "/api/keys", json={"Role": role, "Endpoints": endpoints}))
+
+    @keys.command("list")
+    def list_keys(url: str = URL_OPTION) -> None:
+        _show(Api(url).call("GET", "/api/keys")["AccessKeys"])
+
+    @keys.command("revoke")
+    def revoke_key(access_key_id: str, url: str = URL_OPTION) -> None:
+        Api(url).call("DELETE", f"/api/keys/{access_key_id}")
 
     @app.command()
     def demo(port: int = 8080, data_dir: Optional[Path] = None, invocations: int = 10) -> None:

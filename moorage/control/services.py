@@ -14,6 +14,7 @@ from moorage.backends.local import LocalBackend
 from moorage.clock import Clock, SystemClock
 from moorage.control.endpoint_configs import EndpointConfigService
 from moorage.control.endpoints import EndpointService
+from moorage.control.keys import KeyService
 from moorage.control.models import ModelService
 from moorage.metrics import MetricsRegistry
 from moorage.serving.router import Router
@@ -33,6 +34,7 @@ class Services:
     models: ModelService
     endpoint_configs: EndpointConfigService
     endpoints: EndpointService
+    keys: KeyService
     #: SageMaker operation name → handler taking and returning wire-shaped dicts
     operations: dict[str, Operation] = field(default_factory=dict)
 
@@ -65,7 +67,8 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
     configs = EndpointConfigService(store, clock, settings)
     endpoints = EndpointService(store, clock, settings, router)
     router.on_missing = endpoints.invoke_error
-    svc = Services(settings, store, clock, metrics, router, models, configs, endpoints)
+    svc = Services(settings, store, clock, metrics, router, models, configs, endpoints,
+                   KeyService(store, clock))
     for service in (models, configs, endpoints):
         for attr in dir(service):
             if attr.startswith("_"):

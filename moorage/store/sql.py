@@ -99,6 +99,10 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(access_keys)).all()
 
+    def delete_key(self, access_key_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(access_keys).where(access_keys.c.access_key_id == access_key_id))
+
     def revoke_key(self, access_key_id: str, now: float) -> bool:
         with self.engine.begin() as conn:
             res = conn.execute(update(access_keys)

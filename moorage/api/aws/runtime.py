@@ -8,7 +8,7 @@ else happens.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from moorage import ids
 from moorage.api.errors import runtime_error
@@ -56,8 +56,12 @@ async def send_error(send: Any, exc: BaseException) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+Guard = Callable[[dict[str, Any], bytes, str], None]
+
+
 async def invoke(router: Router, cap: int, scope: dict[str, Any], receive: Any, send: Any,
-                 endpoint: str) -> None:
+                 endpoint: str, guard: Guard | None) -> None:
+    """InvokeEndpoint. ``guard(scope, body, endpoint)`` authenticates and authorizes, or raises."""
     t0 = time.perf_counter()
     ctype = accept = attrs = b""
     target = None
@@ -73,6 +77,8 @@ async def invoke(router: Router, cap: int, scope: dict[str, Any], receive: Any, 
             target = v.decode("latin-1")
     try:
         body = await read_body(receive, headers, cap)
+        if guard is not None:
+            guard(scope, body, endpoint)
         variant, reply = await router.invoke(endpoint, target, ctype, accept, attrs, body, t0)
     except Exception as exc:
         await send_error(send, exc)

@@ -55,17 +55,22 @@ def _error(exc: BaseException) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        params = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ValidationException(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise ValidationException("Request body must be a JSON object.")
+    return params
+
+
 def _handler(services: Services, route: NativeRoute) -> Any:
     async def handle(request: Request) -> Response:
         try:
             if route.method in ("POST", "PUT"):
-                raw = await request.body()
-                try:
-                    params = json.loads(raw) if raw else {}
-                except ValueError as exc:
-                    raise ValidationException(f"Request body is not valid JSON: {exc}") from None
-                if not isinstance(params, dict):
-                    raise ValidationException("Request body must be a JSON object.")
+                params = await _json_body(request)
             else:
                 params = coerce_query(route.service, route.operation, dict(request.query_params))
             params.update(request.path_params)
@@ -126,7 +131,23 @@ def routes(services: Services) -> list[Route]:
             return _error(exc)
         return JSONResponse({"Instances": services.router.instances(name)})
 
+    async def keys(request: Request) -> Response:
+        try:
+            if request.method == "GET":
+                return JSONResponse({"AccessKeys": services.keys.list()})
+            if request.method == "DELETE":
+                services.keys.revoke(request.path_params["AccessKeyId"])
+                return JSONResponse({})
+            params = await _json_body(request)
+            key = services.keys.create(params.get("Role", ""), params.get("Endpoints", "*"))
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret,
+                             "Role": key.role, "Endpoints": key.endpoints}, status_code=201)
+
     out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
+            Route("/api/keys", keys, methods=["GET", "POST"]),
+            Route("/api/keys/{AccessKeyId}", keys, methods=["DELETE"]),
             Route("/api/endpoints/{EndpointName}/instances", endpoint_instances),
             Route("/metrics", metrics_text),
             Route("/api/endpoints/{EndpointName}/metrics", endpoint_metrics)]
