@@ -110,7 +110,9 @@ def _decode_csv(body: bytes) -> np.ndarray:
         return _decode_csv_slow(body)
     # Blank lines are skipped, as by np.loadtxt and the scikit-learn container's np.genfromtxt.
     # (Looking for them first would cost more than 10% of the parse: CPython's multi-byte
-    # search is slow on newline-dense text.)
+    # search is slow on newline-dense text.) isspace() stops at the first other byte.
+    if body.isspace():
+        return _decode_csv_slow(body)
     try:
         return np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError:

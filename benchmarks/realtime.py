@@ -1,0 +1,771 @@
+#!/usr/bin/env python3
+"""Real-time InvokeEndpoint benchmark: Moorage against the yardstick's bare-Starlette limit.
+
+One command, one run, targets measured interleaved round by round:
+
+  (a) limit  the yardstick's Starlette app (uvicorn, uvloop, httptools; predict inline on the
+             event loop), i.e. the minimal Python HTTP path for the same request;
+  (b) moorage  ``python -m moorage server --no-auth``: router process + one instance process
+             per endpoint, the endpoints created through the native REST API;
+  (c) auth   a second Moorage server with SigV4 auth on (admin key from the environment),
+             driven by a SigV4-signed wrk client (the signed request is replayed).
+
+Method (as the yardstick, /work/shared/bench/results.md): every server pinned to core 1 with
+``taskset -c 1`` (Moorage's instance processes are its children and inherit the pinning; checked
+with ``taskset -p``), wrk pinned to core 0 with one thread, closed loop with keep-alive at 1 and
+32 connections. Payloads: LogisticRegression 1-row CSV and RandomForest 100-row CSV. Each
+measurement is preceded by a warm-up run at the same concurrency. Per round the server order
+rotates; the servers of one cell (payload, concurrency) are measured back to back, so ratios are
+paired per round. Reported: medians over rounds, and medians of per-round ratios.
+
+Every server's answers are checked against the yardstick's expected.json before measuring.
+Latency percentiles are wrk's (wrk 4.x corrects them for coordinated omission).
+
+  .venv/bin/python benchmarks/realtime.py                 # 3 rounds x 10 s (about 10 min)
+  .venv/bin/python benchmarks/realtime.py --quick         # 1 round x 3 s smoke run
+  .venv/bin/python benchmarks/realtime.py --targets limit,moorage --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LUA = HERE / "wrk_post.lua"
+SHARED_BENCH = Path("/work/shared/bench")
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+AUTH_KEY, AUTH_SECRET, REGION = "bench-key", "bench-secret", "us-east-1"
+
+#: (key, label, model/endpoint name, payload file, rows)
+PAYLOADS = [("lr1", "LR 1 row", "lr", "rows_1.csv", 1),
+            ("rf100", "RF 100 rows", "rf", "rows_100.csv", 100)]
+TARGET_LABELS = {"limit": "starlette (csv) = LIMIT", "moorage": "moorage (auth off)",
+                 "auth": "moorage auth on (SigV4)"}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ processes
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(ppid, start time, utime+stime ticks) of a live pid, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12])
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                children.setdefault(st[0], []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def affinity(pid: int) -> str:
+    """``taskset -p`` of a pid, e.g. "pid 12's current affinity mask: 2"."""
+    p = subprocess.run(["taskset", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    return (p.stdout or p.stderr).strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One server process started by us (in its own session), pinned to SERVER_CPU."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path):
+        self.name, self.cmd, self.env, self.cwd, self.log_path = name, cmd, env, cwd, log_path
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.known: dict[int, int] = {}  # pid -> start time, of every descendant seen
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as logf:
+            logf.write(f"\n==== {time.ctime()} {' '.join(self.cmd)}\n".encode())
+            logf.flush()
+            self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *self.cmd], cwd=self.cwd,
+                                         env=self.env, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ping(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerExited(self.name, self.proc.returncode, self.log_tail())
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except urllib.error.HTTPError as e:
+                if e.code in (401, 403):  # auth on: the server is up
+                    return
+                last = f"HTTP {e.code}"
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f} s ({last}); "
+                           f"log: {self.log_tail()}")
+
+    def log_tail(self, n: int = 1500) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def tree(self) -> list[int]:
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid, *descendants(self.proc.pid)]
+        for pid in pids:
+            st = _stat(pid)
+            if st:
+                self.known.setdefault(pid, st[1])
+        return pids
+
+    def cpu_ticks(self) -> int:
+        return sum((_stat(p) or (0, 0, 0))[2] for p in self.tree())
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.tree()
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)  # graceful: stops its instances in order
+                self.proc.wait(timeout=40)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        # Instance processes die with the server (PR_SET_PDEATHSIG); make sure, by pid and
+        # start time (never by name), that nothing we started outlives the run.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            alive = [p for p, t in self.known.items() if (_stat(p) or (0, -1, 0))[1] == t]
+            if not alive:
+                break
+            time.sleep(0.2)
+        for pid, t in self.known.items():
+            if (_stat(pid) or (0, -1, 0))[1] == t:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.proc = None
+
+
+class ServerExited(RuntimeError):
+    def __init__(self, name: str, rc: int | None, tail: str):
+        super().__init__(f"{name} exited rc={rc}: {tail}")
+        self.rc, self.tail = rc, tail
+
+
+# ------------------------------------------------------------------------------ HTTP client
+
+class Client:
+    """urllib client for one server; SigV4-signs every request when ``signed``."""
+
+    def __init__(self, base: str, signed: bool = False):
+        self.base, self.signed = base, signed
+
+    def sign(self, method: str, url: str, body: bytes, ctype: str | None) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        headers = {"Content-Type": ctype} if ctype else {}
+        req = AWSRequest(method=method, url=url, data=body, headers=headers)
+        SigV4Auth(Credentials(AUTH_KEY, AUTH_SECRET), "sagemaker", REGION).add_auth(req)
+        return dict(req.headers.items())
+
+    def request(self, method: str, path: str, body: bytes = b"", ctype: str | None = None,
+                signed: bool | None = None, timeout: float = 15) -> tuple[int, bytes]:
+        url = self.base + path
+        if self.signed if signed is None else signed:
+            headers = self.sign(method, url, body, ctype)
+        else:
+            headers = {"Content-Type": ctype} if ctype else {}
+        req = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def json(self, method: str, path: str, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps(doc).encode() if doc is not None else b""
+        status, out = self.request(method, path, body, "application/json" if doc is not None else None)
+        if status >= 300:
+            raise RuntimeError(f"{method} {path} -> HTTP {status}: {out[:500]!r}")
+        return json.loads(out) if out else {}
+
+
+def deploy(client: Client, name: str, model_dir: Path, timeout: float) -> None:
+    """Model, endpoint config and endpoint through the native REST API; wait for InService."""
+    client.json("POST", "/api/models", {"ModelName": name, "PrimaryContainer": {
+        "Image": "moorage/sklearn", "ModelDataUrl": str(model_dir)}})
+    client.json("POST", "/api/endpoint-configs", {
+        "EndpointConfigName": name, "ProductionVariants": [{
+            "VariantName": "v1", "ModelName": name, "InstanceType": "ml.m5.large",
+            "InitialInstanceCount": 1}]})
+    client.json("POST", "/api/endpoints", {"EndpointName": name, "EndpointConfigName": name})
+    deadline = time.monotonic() + timeout
+    status = "?"
+    while time.monotonic() < deadline:
+        doc = client.json("GET", f"/api/endpoints/{name}")
+        status = doc.get("EndpointStatus", "?")
+        if status == "InService":
+            return
+        if status == "Failed":
+            raise RuntimeError(f"endpoint {name} failed: {doc.get('FailureReason')}")
+        time.sleep(0.3)
+    raise RuntimeError(f"endpoint {name} not InService after {timeout:.0f} s (status {status})")
+
+
+def check_answers(client: Client, path_of: dict[str, str], bench: Path,
+                  expected: dict[str, list[int]]) -> list[str]:
+    """POST every payload to every model; CSV out must be one expected prediction per line."""
+    done = []
+    for model, path in path_of.items():
+        for n in (1, 100):
+            body = (bench / "payloads" / f"rows_{n}.csv").read_bytes()
+            status, out = client.request("POST", path, body, "text/csv")
+            if status != 200:
+                raise RuntimeError(f"{client.base}{path} rows_{n}: HTTP {status}: {out[:300]!r}")
+            got = [int(float(x)) for x in out.decode().split()]
+            if got != expected[f"{model}_{n}"]:
+                raise RuntimeError(f"{client.base}{path} rows_{n}: wrong predictions {got[:10]}... "
+                                   f"expected {expected[f'{model}_{n}'][:10]}...")
+            done.append(f"{model}_{n}")
+    return done
+
+
+# ------------------------------------------------------------------------------ wrk
+
+def cpu_times() -> dict[str, list[int]]:
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *vals = line.split()
+            out[name] = [int(v) for v in vals]
+    return out
+
+
+def core_busy(t0: dict[str, list[int]], t1: dict[str, list[int]], core: str) -> float:
+    a, b = t0[f"cpu{core}"], t1[f"cpu{core}"]
+    total = sum(b) - sum(a)
+    idle = (b[3] + b[4]) - (a[3] + a[4])
+    return (total - idle) / total if total else 0.0
+
+
+def wrk_run(url: str, body_file: Path, connections: int, duration: int,
+            headers_file: Path | None = None, server: Server | None = None) -> dict[str, Any]:
+    env = dict(os.environ, WRK_BODY_FILE=str(body_file), WRK_CONTENT_TYPE="text/csv",
+               WRK_HEADERS_FILE=str(headers_file) if headers_file else "")
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+           "--timeout", "5s", "-s", str(LUA), url]
+    load = os.getloadavg()[0]
+    c0, s0, w0 = cpu_times(), (server.cpu_ticks() if server else 0), time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 35)
+    c1, s1, w1 = cpu_times(), (server.cpu_ticks() if server else 0), time.monotonic()
+    res = None
+    for line in p.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            res = json.loads(line[len("WRKJSON "):])
+    if res is None:
+        raise RuntimeError(f"wrk failed rc={p.returncode}: {p.stdout[-500:]} {p.stderr[-500:]}")
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
+    res["errors"] = sum(res[k] for k in ("err_connect", "err_read", "err_write", "err_status",
+                                         "err_timeout"))
+    hz = os.sysconf("SC_CLK_TCK")
+    res.update(connections=connections, loadavg_1m=load, started_at=time.time() - (w1 - w0),
+               server_core_busy=round(core_busy(c0, c1, SERVER_CPU), 3),
+               client_core_busy=round(core_busy(c0, c1, CLIENT_CPU), 3),
+               server_tree_cpu=round((s1 - s0) / hz / (w1 - w0), 3) if server else None)
+    return res
+
+
+# ------------------------------------------------------------------------------ the run
+
+class Run:
+    def __init__(self, args: argparse.Namespace):
+        self.a = args
+        self.bench = Path(args.bench_dir)
+        self.tmp = Path(tempfile.mkdtemp(prefix="mrb-", dir="/tmp"))  # short: socket paths
+        self.servers: dict[str, Server] = {}
+        self.notes: list[str] = []
+        self.pinning: dict[str, Any] = {}
+        self.checks: dict[str, list[str]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.loadavg_samples: list[tuple[float, float]] = []
+        self.py = str(Path(args.python).absolute())
+        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+        self.base_env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                             PYTHONUNBUFFERED="1")
+        self.logdir = Path(args.out).parent / "logs"
+
+    # -- setup -----------------------------------------------------------------------------
+    def ensure_bench(self) -> None:
+        if not (self.bench / "models" / "lr.joblib").is_file():
+            if not self.bench.exists():
+                log(f"copying {SHARED_BENCH} to {self.bench}")
+                shutil.copytree(SHARED_BENCH, self.bench)
+                for p in [self.bench, *self.bench.rglob("*")]:
+                    p.chmod(p.stat().st_mode | 0o200)
+            log("training the yardstick models (make_model.py, deterministic)")
+            subprocess.run([self.py, "make_model.py"], cwd=self.bench, check=True, timeout=600,
+                           stdout=subprocess.DEVNULL)
+        self.expected = json.loads((self.bench / "payloads" / "expected.json").read_text())
+
+    def start_limit(self) -> None:
+        s = Server("limit", [self.py, "-m", "uvicorn", "starlette_app:app", "--app-dir",
+                             str(self.bench / "servers"), "--host", "127.0.0.1", "--port", "0",
+                             "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+                             "--no-access-log", "--log-level", "warning"],
+                   dict(self.base_env, BENCH_MODELS_DIR=str(self.bench / "models")),
+                   self.bench, self.tmp / "limit.log")
+        s.port = free_port()
+        s.cmd[s.cmd.index("--port") + 1] = str(s.port)
+        self.servers["limit"] = s
+        s.start()
+        s.wait_ping(90)
+        self.checks["limit"] = check_answers(Client(s.url), {
+            "lr": "/endpoints/lr/invocations", "rf": "/endpoints/rf/invocations"},
+            self.bench, self.expected)
+        self.pinning["limit"] = {"server": affinity(s.proc.pid)}  # type: ignore[union-attr]
+        log(f"limit ready on {s.url}: {self.pinning['limit']['server']}")
+
+    def _moorage(self, key: str, auth: bool) -> Server:
+        data = self.tmp / key
+        data.mkdir()
+        env = dict(self.base_env)
+        cmd = [self.py, "-m", "moorage", "server", "--port", "0", "--data-dir", str(data),
+               "--log-level", "warning"]
+        if auth:
+            env.update(MOORAGE_ADMIN_ACCESS_KEY_ID=AUTH_KEY, MOORAGE_ADMIN_SECRET_ACCESS_KEY=AUTH_SECRET)
+        else:
+            cmd.append("--no-auth")
+        s = Server(key, cmd, env, REPO, self.tmp / f"{key}.log")
+        s.port = free_port()
+        s.cmd[s.cmd.index("--port") + 1] = str(s.port)
+        self.servers[key] = s
+        s.start()
+        try:
+            s.wait_ping(90)
+        except ServerExited as exc:
+            if "--no-auth" in s.cmd and "no such option" in exc.tail.lower():
+                self.notes.append("`moorage server` has no `--no-auth` flag yet (auth not "
+                                  "implemented): the auth-off server was started without it.")
+                log("server refused --no-auth; restarting without it")
+                s.cmd.remove("--no-auth")
+                s.start()
+                s.wait_ping(90)
+            else:
+                raise
+        return s
+
+    def _deploy_all(self, key: str, s: Server, signed: bool) -> Client:
+        client = Client(s.url, signed=signed)
+        for m in ("lr", "rf"):
+            d = self.tmp / f"{key}-artifacts" / m
+            d.mkdir(parents=True)
+            shutil.copy(self.bench / "models" / f"{m}.joblib", d / "model.joblib")
+            t0 = time.monotonic()
+            deploy(client, m, d, self.a.deploy_timeout)
+            log(f"{key}: endpoint {m} InService after {time.monotonic() - t0:.1f} s")
+        self.checks[key] = check_answers(client, {"lr": "/endpoints/lr/invocations",
+                                                  "rf": "/endpoints/rf/invocations"},
+                                         self.bench, self.expected)
+        pins: dict[str, Any] = {"server": affinity(s.proc.pid)}  # type: ignore[union-attr]
+        for m in ("lr", "rf"):
+            inst = client.json("GET", f"/api/endpoints/{m}/instances").get("Instances", [])
+            pins[m] = [affinity(int(i["Pid"])) for i in inst if i.get("Pid")]
+            if not pins[m]:
+                raise RuntimeError(f"{key}: endpoint {m} lists no instance pid: {inst}")
+        for what, val in pins.items():
+            for line in (val if isinstance(val, list) else [val]):
+                if not line.rstrip().endswith(": 2"):
+                    raise RuntimeError(f"{key}: {what} is not pinned to core {SERVER_CPU}: {line}")
+        self.pinning[key] = pins
+        return client
+
+    def start_moorage(self) -> None:
+        s = self._moorage("moorage", auth=False)
+        self._deploy_all("moorage", s, signed=False)
+        log(f"moorage ready on {s.url}: {self.pinning['moorage']}")
+
+    def start_auth(self) -> bool:
+        """The auth-on server; False (with a note) when auth is not in force yet."""
+        try:
+            s = self._moorage("auth", auth=True)
+        except ServerExited as exc:
+            self.notes.append(f"auth-on server did not start (rc={exc.rc}); (c) skipped: "
+                              f"{exc.tail[-300:]!r}")
+            return False
+        plain = Client(s.url)
+        status, _ = plain.request("GET", "/api/endpoints")
+        if status == 200:
+            self.notes.append("auth not in force yet: the server started with an admin key and "
+                              "without --no-auth answered an unsigned GET /api/endpoints with "
+                              "200, so (c) was skipped.")
+            log("auth not in force (unsigned request answered 200): skipping (c)")
+            s.stop()
+            del self.servers["auth"]
+            return False
+        log(f"auth server refuses unsigned control requests (HTTP {status}); deploying signed")
+        try:
+            self._deploy_all("auth", s, signed=True)
+        except Exception as exc:  # report (a) and (b) anyway
+            self.notes.append(f"auth-on server: signed deployment or checks failed, (c) skipped: "
+                              f"{exc}")
+            log(f"auth setup failed, skipping (c): {exc}")
+            s.stop()
+            del self.servers["auth"]
+            return False
+        status, _ = plain.request("POST", "/endpoints/lr/invocations",
+                                  (self.bench / "payloads" / "rows_1.csv").read_bytes(), "text/csv")
+        if status == 200:
+            self.notes.append("auth server answered an unsigned invocation with 200: auth is "
+                              "not enforced on InvokeEndpoint, so (c) was skipped.")
+            s.stop()
+            del self.servers["auth"]
+            return False
+        self.checks["auth_unsigned_invoke_status"] = [str(status)]
+        log(f"auth ready on {s.url}: unsigned invoke -> HTTP {status}; {self.pinning['auth']}")
+        return True
+
+    def sign_to_file(self, s: Server, path: str, body_file: Path) -> Path:
+        url = s.url + path
+        headers = Client(s.url).sign("POST", url, body_file.read_bytes(), "text/csv")
+        keep = {k.lower(): v for k, v in headers.items()}
+        lines = [f"Host: 127.0.0.1:{s.port}"]  # what botocore signed (urlsplit(url).netloc)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256",
+                     "X-Amz-Security-Token", "Content-Type"):
+            if name.lower() in keep:
+                lines.append(f"{name}: {keep[name.lower()]}")
+        out = self.tmp / "auth-headers.txt"
+        out.write_text("\n".join(lines) + "\n")
+        return out
+
+    # -- measuring -------------------------------------------------------------------------
+    def measure(self) -> None:
+        keys = [k for k in ("limit", "moorage", "auth") if k in self.servers]
+        conns = self.a.connections
+        total = self.a.rounds * len(PAYLOADS) * len(conns) * len(keys)
+        n = 0
+        for rnd in range(self.a.rounds):
+            order = keys[rnd % len(keys):] + keys[:rnd % len(keys)]
+            for pkey, plabel, model, pfile, _ in PAYLOADS:
+                body = self.bench / "payloads" / pfile
+                for c in conns:
+                    for key in order:
+                        s = self.servers[key]
+                        url = f"{s.url}/endpoints/{model}/invocations"
+                        hfile = self.sign_to_file(s, f"/endpoints/{model}/invocations", body) \
+                            if key == "auth" else None
+                        if self.a.warmup > 0:
+                            w = wrk_run(url, body, c, self.a.warmup, hfile)
+                            if w["requests"] and w["err_status"] == w["requests"]:
+                                raise RuntimeError(f"{key} {pkey} c={c}: every warm-up request "
+                                                   "failed (HTTP >= 400)")
+                        r = wrk_run(url, body, c, self.a.duration, hfile, server=s)
+                        r.update(target=key, payload=pkey, round=rnd, url=url)
+                        self.rows.append(r)
+                        self.loadavg_samples.append((time.time(), r["loadavg_1m"]))
+                        n += 1
+                        log(f"[{n}/{total}] round {rnd + 1} {key:8} {plabel:12} c={c:<3} "
+                            f"{r['rps']:9.1f} req/s  p50 {r['lat_p50_us'] / 1000:7.3f} ms  "
+                            f"p99 {r['lat_p99_us'] / 1000:8.3f} ms  err {r['errors']}  "
+                            f"load {r['loadavg_1m']:.2f}  core{SERVER_CPU} busy "
+                            f"{r['server_core_busy']:.0%} (server tree {r['server_tree_cpu']:.0%})")
+
+    # -- results ---------------------------------------------------------------------------
+    def cell(self, key: str, pkey: str, c: int) -> list[dict[str, Any]]:
+        return sorted((r for r in self.rows if r["target"] == key and r["payload"] == pkey
+                       and r["connections"] == c), key=lambda r: r["round"])
+
+    def paired(self, key: str, base: str, pkey: str, c: int, field: str) -> float | None:
+        a = {r["round"]: r for r in self.cell(key, pkey, c)}
+        b = {r["round"]: r for r in self.cell(base, pkey, c)}
+        vals = [a[i][field] / b[i][field] for i in a if i in b and b[i][field]]
+        return statistics.median(vals) if vals else None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in ("limit", "moorage", "auth"):
+            for pkey, *_ in PAYLOADS:
+                for c in self.a.connections:
+                    rs = self.cell(key, pkey, c)
+                    if not rs:
+                        continue
+                    d = {"n": len(rs),
+                         "p50_ms": statistics.median(r["lat_p50_us"] for r in rs) / 1000,
+                         "p99_ms": statistics.median(r["lat_p99_us"] for r in rs) / 1000,
+                         "rps": statistics.median(r["rps"] for r in rs),
+                         "errors": sum(r["errors"] for r in rs),
+                         "rps_rounds": [round(r["rps"], 1) for r in rs],
+                         "p50_ms_rounds": [r["lat_p50_us"] / 1000 for r in rs],
+                         "loadavg_rounds": [r["loadavg_1m"] for r in rs],
+                         "server_core_busy_rounds": [r["server_core_busy"] for r in rs],
+                         "server_tree_cpu_rounds": [r["server_tree_cpu"] for r in rs]}
+                    for base in ("limit",) + (("moorage",) if key == "auth" else ()):
+                        if key == base:
+                            continue
+                        d[f"vs_{base}"] = {f: self.paired(key, base, pkey, c, src) for f, src in
+                                           (("rps", "rps"), ("p50", "lat_p50_us"),
+                                            ("p99", "lat_p99_us"))}
+                    out[f"{key}/{pkey}/c{c}"] = d
+        return out
+
+    def verdicts(self, summ: dict[str, Any]) -> list[dict[str, Any]]:
+        def get(k: str, *path: str) -> Any:
+            v: Any = summ.get(k)
+            for p in path:
+                v = None if v is None else v.get(p)
+            return v
+
+        checks = [
+            ("LR 1 row, c=32: moorage req/s >= 0.60x limit", get("moorage/lr1/c32", "vs_limit", "rps"), ">=", 0.60),
+            ("LR 1 row, c=1: moorage p50 <= 0.45 ms", get("moorage/lr1/c1", "p50_ms"), "<=", 0.45),
+            ("RF 100 rows, c=32: moorage req/s >= 0.95x limit", get("moorage/rf100/c32", "vs_limit", "rps"), ">=", 0.95),
+            ("RF 100 rows, c=1: moorage req/s >= 0.95x limit", get("moorage/rf100/c1", "vs_limit", "rps"), ">=", 0.95),
+        ]
+        for pkey, plabel, *_ in PAYLOADS:
+            for c in self.a.connections:
+                checks.append((f"{plabel}, c={c}: auth-on req/s >= 0.90x auth-off",
+                               get(f"auth/{pkey}/c{c}", "vs_moorage", "rps"), ">=", 0.90))
+        out = []
+        for name, val, op, lim in checks:
+            if val is None:
+                verdict = "SKIPPED"
+            else:
+                verdict = "PASS" if (val >= lim if op == ">=" else val <= lim) else "MISS"
+            out.append({"target": name, "value": val, "op": op, "limit": lim, "verdict": verdict})
+        return out
+
+    def markdown(self, summ: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
+        def f(v: Any, nd: int = 2) -> str:
+            if v is None:
+                return "—"
+            if isinstance(v, float) and abs(v) >= 1000:
+                return f"{v:,.0f}"
+            return f"{v:.{nd}f}"
+
+        L = ["| target | payload | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=32 p50 ms | c=32 p99 ms "
+             "| c=32 req/s | × limit c=1 p50 | × limit c=1 req/s | × limit c=32 req/s "
+             "| × limit c=32 p99 | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for key in ("limit", "moorage", "auth"):
+            for pkey, plabel, *_ in PAYLOADS:
+                a, b = summ.get(f"{key}/{pkey}/c1"), summ.get(f"{key}/{pkey}/c32")
+                if not a and not b:
+                    continue
+                a, b = a or {}, b or {}
+                va, vb = a.get("vs_limit") or {}, b.get("vs_limit") or {}
+                one = key == "limit"
+                L.append(f"| {TARGET_LABELS[key]} | {plabel} | {f(a.get('p50_ms'))} | "
+                         f"{f(a.get('p99_ms'))} | {f(a.get('rps'), 0)} | {f(b.get('p50_ms'))} | "
+                         f"{f(b.get('p99_ms'))} | {f(b.get('rps'), 0)} | "
+                         f"{'1.00' if one else f(va.get('p50'))} | {'1.00' if one else f(va.get('rps'))} | "
+                         f"{'1.00' if one else f(vb.get('rps'))} | {'1.00' if one else f(vb.get('p99'))} | "
+                         f"{a.get('errors', 0) + b.get('errors', 0)} |")
+        if any(k.startswith("auth/") for k in summ):
+            L += ["", "| auth on ÷ auth off (paired) | c=1 req/s | c=1 p50 | c=32 req/s | c=32 p99 |",
+                  "|---|---:|---:|---:|---:|"]
+            for pkey, plabel, *_ in PAYLOADS:
+                a = (summ.get(f"auth/{pkey}/c1") or {}).get("vs_moorage") or {}
+                b = (summ.get(f"auth/{pkey}/c32") or {}).get("vs_moorage") or {}
+                L.append(f"| {plabel} | {f(a.get('rps'))} | {f(a.get('p50'))} | {f(b.get('rps'))} "
+                         f"| {f(b.get('p99'))} |")
+        L += ["", "| target | value | verdict |", "|---|---:|---|"]
+        for v in verdicts:
+            L.append(f"| {v['target']} | {f(v['value'], 3)} | **{v['verdict']}** |")
+        L += ["", "| target | payload | c=32 req/s per round | c=1 p50 ms per round | "
+                  "load avg (1 min) at start | core 1 busy / server tree CPU (c=32) |",
+              "|---|---|---|---|---|---|"]
+        for key in ("limit", "moorage", "auth"):
+            for pkey, plabel, *_ in PAYLOADS:
+                a, b = summ.get(f"{key}/{pkey}/c1"), summ.get(f"{key}/{pkey}/c32")
+                if not a or not b:
+                    continue
+                loads = a["loadavg_rounds"] + b["loadavg_rounds"]
+                busy = " / ".join(f"{x:.0%}/{y:.0%}" for x, y in
+                                  zip(b["server_core_busy_rounds"], b["server_tree_cpu_rounds"]))
+                L.append(f"| {TARGET_LABELS[key]} | {plabel} | "
+                         f"{' / '.join(f'{x:,.0f}' for x in b['rps_rounds'])} | "
+                         f"{' / '.join(f'{x:.3f}' for x in a['p50_ms_rounds'])} | "
+                         f"{min(loads):.2f}–{max(loads):.2f} | {busy} |")
+        return "\n".join(L)
+
+    def versions(self) -> dict[str, Any]:
+        code = ("import json,sys,uvicorn,starlette,sklearn,numpy,uvloop,httptools,botocore,joblib,"
+                "moorage;print(json.dumps({'python':sys.version.split()[0],'uvicorn':uvicorn.__version__,"
+                "'starlette':starlette.__version__,'scikit-learn':sklearn.__version__,"
+                "'numpy':numpy.__version__,'uvloop':uvloop.__version__,'httptools':httptools.__version__,"
+                "'botocore':botocore.__version__,'joblib':joblib.__version__,'moorage':moorage.__version__}))")
+        p = subprocess.run([self.py, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+        v = json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr[-300:]}
+        w = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+        v["wrk"] = (w.stdout or w.stderr).splitlines()[0].split(" Copyright")[0]
+        g = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=10)
+        d = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=10)
+        v["git"] = g.stdout.strip() + (" (uncommitted changes)" if d.stdout.strip() else "")
+        v["kernel"] = platform.release()
+        try:
+            v["cpu"] = next(line.split(":", 1)[1].strip() for line in
+                            Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        except StopIteration:
+            pass
+        v["cores"] = os.cpu_count()
+        return v
+
+    def collect_logs(self) -> None:
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            for p in self.tmp.glob("*.log"):
+                shutil.copy(p, self.logdir / p.name)
+            for p in self.tmp.glob("*/logs"):
+                shutil.copytree(p, self.logdir / f"{p.parent.name}-instances", dirs_exist_ok=True)
+        except OSError:
+            pass
+
+    def cleanup(self) -> None:
+        for s in list(self.servers.values()):
+            try:
+                s.stop()
+            except Exception as exc:  # keep stopping the others
+                log(f"stopping {s.name}: {exc!r}")
+        self.collect_logs()
+        if not self.a.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, 1 s warm-up")
+    ap.add_argument("--targets", default="limit,moorage,auth",
+                    help="comma list of limit, moorage, auth")
+    ap.add_argument("--bench-dir", default="/tmp/bench",
+                    help="writable yardstick copy with trained models (created if missing)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for all servers")
+    ap.add_argument("--deploy-timeout", type=float, default=180)
+    ap.add_argument("--out", default="/tmp/moorage-bench/realtime.json")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep data dirs (for debugging)")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.duration, a.warmup = 1, 3, 1
+    targets = {t.strip() for t in a.targets.split(",") if t.strip()}
+    if "limit" not in targets:
+        ap.error("--targets must include limit (every ratio is paired against it)")
+    if subprocess.run(["taskset", "-c", "0", "true"], capture_output=True, timeout=5).returncode:
+        sys.exit("taskset does not work here; the method needs pinning")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    run = Run(a)
+    started = time.time()
+    try:
+        run.ensure_bench()
+        versions = run.versions()
+        log(f"versions: {versions}")
+        run.start_limit()
+        if "moorage" in targets:
+            run.start_moorage()
+        if "auth" in targets:
+            if "moorage" not in targets:
+                ap.error("auth is reported against moorage: include both")
+            run.start_auth()
+        log(f"measuring: {a.rounds} round(s), {a.warmup} s warm-up + {a.duration} s per run")
+        run.measure()
+    except KeyboardInterrupt:
+        log("interrupted: stopping servers")
+        run.cleanup()
+        return 130
+    except BaseException:
+        run.cleanup()
+        raise
+    run.cleanup()
+    summ = run.summary()
+    verdicts = run.verdicts(summ)
+    md = run.markdown(summ, verdicts)
+    loads = [x[1] for x in run.loadavg_samples]
+    result = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "wall_seconds": round(time.time() - started, 1),
+        "config": {"duration": a.duration, "warmup": a.warmup, "rounds": a.rounds,
+                   "connections": a.connections, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
+                   "wrk": "1 thread, --timeout 5s, keep-alive, closed loop", "bench_dir": str(run.bench)},
+        "versions": versions, "pinning": run.pinning, "checks": run.checks, "notes": run.notes,
+        "loadavg_1m": {"min": min(loads, default=None), "max": max(loads, default=None),
+                       "median": statistics.median(loads) if loads else None},
+        "summary": summ, "verdicts": verdicts, "runs": run.rows, "markdown": md,
+    }
+    Path(a.out).write_text(json.dumps(result, indent=1))
+    print(md)
+    for n in run.notes:
+        print(f"\nNote: {n}")
+    print(f"\nload average (1 min) during the run: {result['loadavg_1m']['min']:.2f}–"
+          f"{result['loadavg_1m']['max']:.2f} (median {result['loadavg_1m']['median']:.2f}); "
+          f"JSON: {a.out}")
+    for v in verdicts:
+        print(f"{v['verdict']:7} {v['target']}"
+              + ("" if v["value"] is None else f"  (measured {v['value']:.3f})"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""A scripted backend for unit tests: instances that answer, fail, hang or die on command."""
+
+from __future__ import annotations
+
+import asyncio
+
+from moorage.backends.base import InstanceGone, InstanceSpec, Reply
+
+
+class FakeInstance:
+    def __init__(self, spec: InstanceSpec) -> None:
+        self.instance_id = spec.instance_id
+        self.spec = spec
+        self.ready = True
+        self.exit_code: int | None = None
+        self.delay = 0.0
+        self.calls = 0
+        self.stopped = False
+
+    async def invoke(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                     body: bytes, timeout: float) -> Reply:
+        self.calls += 1
+        if self.delay:
+            await asyncio.wait_for(asyncio.sleep(self.delay), timeout)
+        if self.exit_code is not None:
+            raise InstanceGone("fake instance died")
+        return Reply(200, content_type, custom_attributes, body)
+
+    async def ping(self, timeout: float) -> bool:
+        return self.ready and self.exit_code is None
+
+    def exited(self) -> int | None:
+        return self.exit_code
+
+    async def stop(self, grace: float) -> None:
+        self.stopped = True
+        if self.exit_code is None:
+            self.exit_code = -15
+
+    def set_failed(self, code: int = 1) -> None:
+        self.exit_code = code
+
+
+class FakeBackend:
+    """Records every instance it starts; ``fail_next`` makes the next start die at once."""
+
+    def __init__(self) -> None:
+        self.started: list[FakeInstance] = []
+        self.fail_next = 0
+
+    async def start_instance(self, spec: InstanceSpec) -> FakeInstance:
+        inst = FakeInstance(spec)
+        if self.fail_next:
+            self.fail_next -= 1
+            inst.exit_code = 1
+        self.started.append(inst)
+        return inst

@@ -1,0 +1,69 @@
+"""The store's optimistic concurrency and the List* semantics over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moorage.control.listing import page
+from moorage.errors import ValidationException
+from moorage.store import Store
+from moorage.store.sql import Conflict, Duplicate
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+
+def test_insert_duplicate_and_stale_update(store: Store) -> None:
+    rec = store.insert("Model", "m", "arn:m", {"a": 1}, status=None, now=1.0)
+    with pytest.raises(Duplicate):
+        store.insert("Model", "m", "arn:m", {"a": 2}, status=None, now=2.0)
+    newer = store.update(rec, {"a": 3}, status="X", now=3.0)
+    assert newer.version == 2
+    with pytest.raises(Conflict):  # rec is stale: a concurrent change happened
+        store.update(rec, {"a": 4}, status="Y", now=4.0)
+    got = store.get("Model", "m")
+    assert got is not None and got.doc == {"a": 3} and got.status == "X"
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    Store(url).insert("Endpoint", "e", "arn:e", {"x": 1}, status="Creating", now=1.0)
+    rec = Store(url).get("Endpoint", "e")
+    assert rec is not None and rec.status == "Creating"
+
+
+def _summary(r):  # type: ignore[no-untyped-def]
+    return {"Name": r.name}
+
+
+def test_page_filters_sorts_and_paginates(store: Store) -> None:
+    for i, name in enumerate(["beta", "alpha", "gamma", "alphabet", "delta"]):
+        store.insert("Model", name, f"arn:{name}", {}, status=None, now=float(i))
+    recs = store.list("Model")
+    items, token = page(recs, {"SortBy": "Name", "SortOrder": "Ascending", "MaxResults": 2}, _summary)
+    assert [i["Name"] for i in items] == ["alpha", "alphabet"] and token
+    items, token = page(recs, {"SortBy": "Name", "SortOrder": "Ascending", "MaxResults": 2,
+                               "NextToken": token}, _summary)
+    assert [i["Name"] for i in items] == ["beta", "delta"] and token
+    items, token = page(recs, {"SortBy": "Name", "SortOrder": "Ascending", "MaxResults": 2,
+                               "NextToken": token}, _summary)
+    assert [i["Name"] for i in items] == ["gamma"] and token is None
+    # default: newest first
+    items, _ = page(recs, {}, _summary)
+    assert [i["Name"] for i in items] == ["delta", "alphabet", "gamma", "alpha", "beta"]
+    items, _ = page(recs, {"NameContains": "ALPHA", "CreationTimeAfter": 1.5}, _summary)
+    assert [i["Name"] for i in items] == ["alphabet"]
+
+
+def test_page_rejects_foreign_or_garbage_tokens(store: Store) -> None:
+    for i in range(3):
+        store.insert("Model", f"m{i}", f"arn:{i}", {}, status=None, now=float(i))
+    _, token = page(store.list("Model"), {"MaxResults": 1}, _summary)
+    with pytest.raises(ValidationException, match="different query"):
+        page(store.list("Model"), {"MaxResults": 1, "NameContains": "m", "NextToken": token}, _summary)
+    with pytest.raises(ValidationException, match="malformed"):
+        page(store.list("Model"), {"NextToken": "!!!"}, _summary)
