@@ -233,6 +233,8 @@ def _rows(data: Any, media: str) -> np.ndarray:
         x = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise InvocationFailed(400, f"could not parse {media}: {_why(exc)}") from None
+    if x.ndim == 2 and x.shape[0]:  # the usual shape, without another call
+        return x
     return _as_rows(x, media)
 
 

@@ -9,10 +9,9 @@ are never unpickled).
 Predict: ``booster.inplace_predict(X)``, which skips building a DMatrix (about 1.4x faster for one
 row here) and gives identical results to ``booster.predict(DMatrix(X))``.
 
-Output, mirroring the container (sagemaker-xgboost-container, algorithm_mode/handler_service.py):
-without a user module, ``text/csv`` answers a 1-D prediction as ``",".join(map(str, preds))`` on
-one line for real-time requests and one prediction per line when ``SAGEMAKER_BATCH`` is set
-(batch transform). Values are ``str()`` of the float32 results widened to Python floats, exactly
+Output: without a user module, ``text/csv`` answers one prediction per line, for real-time
+requests and batch transform alike, so rows and answers line up (the container joins
+real-time answers with commas on one line; Moorage's issue #2 asks for one per line). Values are ``str()`` of the float32 results widened to Python floats, exactly
 as the container prints them. Multi-output rows (multi:softprob) come one row per line, comma
 separated. In script mode (a user module is present) the container's generic encoders apply, and
 a user ``predict_fn`` without ``input_fn`` receives a DMatrix as it does on SageMaker.
@@ -94,23 +93,16 @@ def dmatrix_input_fn(body: bytes, content_type: str | None) -> xgb.DMatrix:
     return xgb.DMatrix(codecs.decode(body, content_type))
 
 
-def algorithm_output_fn(batch: bool) -> Any:
-    """The algorithm-mode container's text/csv answer; other types use the generic encoders."""
-
-    def output_fn(prediction: Any, accept: str) -> bytes:
-        if accept == codecs.CSV and type(prediction) is np.ndarray and prediction.ndim == 1:
-            values = map(str, prediction.tolist())
-            return ("\n".join(values) + "\n").encode() if batch else ",".join(values).encode()
-        return codecs.encode(prediction, accept)
-
-    return output_fn
+def algorithm_output_fn(prediction: Any, accept: str) -> bytes:
+    """The algorithm-mode text/csv answer; other types use the generic encoders."""
+    if accept == codecs.CSV and type(prediction) is np.ndarray and prediction.ndim == 1:
+        return ("\n".join(map(str, prediction.tolist())) + "\n").encode()
+    return codecs.encode(prediction, accept)
 
 
 def defaults(env: Mapping[str, str], user_hooks: frozenset[str]) -> DefaultHooks:
     if not user_hooks:  # algorithm mode
-        batch = env.get("SAGEMAKER_BATCH", "").strip().lower() not in ("", "false", "0")
-        return DefaultHooks(model_fn=model_fn, predict_fn=predict_fn,
-                            output_fn=algorithm_output_fn(batch))
+        return DefaultHooks(model_fn=model_fn, predict_fn=predict_fn, output_fn=algorithm_output_fn)
     if "predict_fn" in user_hooks and "input_fn" not in user_hooks:
         return DefaultHooks(model_fn=model_fn, predict_fn=predict_fn, input_fn=dmatrix_input_fn)
     return DefaultHooks(model_fn=model_fn, predict_fn=predict_fn)

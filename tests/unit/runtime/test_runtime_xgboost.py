@@ -38,6 +38,13 @@ def parse(body: bytes, ctype: str) -> list[float]:
     return np.load(io.BytesIO(body), allow_pickle=False).tolist()
 
 
+def save_as(booster: xgb.Booster, path, fmt: str = "json") -> None:
+    """Save under any file name (xgboost warns when the name has no .json/.ubj suffix)."""
+    tmp = path.with_name(path.name + f".tmp.{fmt}")
+    booster.save_model(str(tmp))
+    tmp.rename(path)
+
+
 def expected(booster: xgb.Booster, X: np.ndarray) -> list[float]:
     return booster.predict(xgb.DMatrix(X)).tolist()
 
@@ -49,9 +56,7 @@ ACCEPTS = ["text/csv", "application/json", "application/jsonlines", "application
                                           ("model.json", "json"), ("model.ubj", "ubj"),
                                           ("model.bst", "ubj")])
 def test_formats_load(tmp_path, data, booster, filename, fmt):
-    booster.save_model(str(tmp_path / f"saved.{fmt}"))
-    (tmp_path / filename).write_bytes((tmp_path / f"saved.{fmt}").read_bytes())
-    (tmp_path / f"saved.{fmt}").unlink()
+    save_as(booster, tmp_path / filename, fmt)
     rt = load_runtime("xgboost", tmp_path, {})
     X = data[0][:9]
     assert parse(rt.invoke(csv_body(X), "text/csv", None)[0], "text/csv") == expected(booster, X)
@@ -74,30 +79,23 @@ def test_inplace_predict_equals_dmatrix_predict(data, booster):
     assert np.array_equal(booster.inplace_predict(X[:1]), booster.predict(xgb.DMatrix(X[:1])))
 
 
-def test_csv_real_time_answer_is_the_containers_one_line(tmp_path, data, booster):
-    """sagemaker-xgboost-container: ",".join(map(str, preds.tolist())) for real-time requests."""
-    booster.save_model(str(tmp_path / "xgboost-model"))
-    rt = load_runtime("xgboost", tmp_path, {})
+@pytest.mark.parametrize("env", [{}, {"SAGEMAKER_BATCH": "true"}])
+def test_csv_answer_is_one_prediction_per_line(tmp_path, data, booster, env):
+    """Real-time and batch alike: one prediction per input row, each on its own line."""
+    save_as(booster, tmp_path / "xgboost-model")
+    rt = load_runtime("xgboost", tmp_path, env)
     X = data[0][:5]
     preds = booster.predict(xgb.DMatrix(X))
-    assert rt.invoke(csv_body(X), "text/csv", None) == (",".join(map(str, preds.tolist())).encode(),
-                                                          "text/csv")
-    assert rt.invoke(csv_body(X[:1]), "text/csv", "text/csv")[0] == str(preds.tolist()[0]).encode()
-
-
-def test_csv_batch_answer_is_one_prediction_per_line(tmp_path, data, booster):
-    booster.save_model(str(tmp_path / "xgboost-model"))
-    rt = load_runtime("xgboost", tmp_path, {"SAGEMAKER_BATCH": "true"})
-    X = data[0][:5]
-    preds = booster.predict(xgb.DMatrix(X))
-    assert rt.invoke(csv_body(X), "text/csv", None)[0] == ("\n".join(map(str, preds.tolist())) + "\n").encode()
+    want = ("\n".join(map(str, preds.tolist())) + "\n").encode()
+    assert rt.invoke(csv_body(X), "text/csv", None) == (want, "text/csv")
+    assert rt.invoke(csv_body(X[:1]), "text/csv", "text/csv")[0] == f"{preds.tolist()[0]}\n".encode()
 
 
 def test_multiclass_probabilities_one_row_per_line(tmp_path, data):
     X, y = data
     y3 = np.arange(len(y)) % 3
     b3 = xgb.train({"objective": "multi:softprob", "num_class": 3}, xgb.DMatrix(X, label=y3), 3)
-    b3.save_model(str(tmp_path / "xgboost-model"))
+    save_as(b3, tmp_path / "xgboost-model")
     rt = load_runtime("xgboost", tmp_path, {})
     probs = b3.predict(xgb.DMatrix(X[:4]))
     body, _ = rt.invoke(csv_body(X[:4]), "text/csv", None)
@@ -107,7 +105,7 @@ def test_multiclass_probabilities_one_row_per_line(tmp_path, data):
 
 
 def test_missing_values_reach_the_booster(tmp_path, data, booster):
-    booster.save_model(str(tmp_path / "xgboost-model"))
+    save_as(booster, tmp_path / "xgboost-model")
     rt = load_runtime("xgboost", tmp_path, {})
     row = data[0][0].copy()
     row[2] = np.nan
@@ -116,7 +114,7 @@ def test_missing_values_reach_the_booster(tmp_path, data, booster):
 
 
 def test_feature_count_mismatch_is_400(tmp_path, booster):
-    booster.save_model(str(tmp_path / "xgboost-model"))
+    save_as(booster, tmp_path / "xgboost-model")
     rt = load_runtime("xgboost", tmp_path, {})
     with pytest.raises(InvocationFailed) as info:
         rt.invoke(b"1,2,3\n", "text/csv", None)
@@ -156,7 +154,7 @@ def test_ambiguous_model_files(tmp_path, booster):
 
 
 def test_script_mode_predict_fn_gets_a_dmatrix(tmp_path, write_code, data, booster):
-    booster.save_model(str(tmp_path / "xgboost-model"))
+    save_as(booster, tmp_path / "xgboost-model")
     write_code("inference.py", '''
         import xgboost as xgb
 
