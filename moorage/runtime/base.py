@@ -72,3 +72,21 @@ def load_runtime(kind: str, model_dir: Path, env: Mapping[str, str]) -> ModelRun
     runtime = HandlerRuntime(kind)
     runtime.load(Path(model_dir), env)
     return runtime
+
+
+class RequestContext:
+    """What a handler hook that takes a trailing ``context`` argument receives.
+
+    ``custom_attributes`` is the request's X-Amzn-SageMaker-Custom-Attributes; a hook may set
+    ``response_custom_attributes`` to answer with that header. An instance runs one request
+    at a time, so the server reuses one object (``CONTEXT``) and resets it per request.
+    """
+
+    __slots__ = ("custom_attributes", "response_custom_attributes")
+
+    def __init__(self) -> None:
+        self.custom_attributes = ""
+        self.response_custom_attributes: str | None = None
+
+
+CONTEXT = RequestContext()

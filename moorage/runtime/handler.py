@@ -10,7 +10,8 @@ A model directory may carry a user module (``code/inference.py``, or the file na
     transform_fn(model, body, content_type, accept)   (alone: replaces the three above)
     pre_model_fn(model_dir), model_warmup_fn(model_dir, model)   (newer toolkits)
 
-each optionally taking a trailing ``context`` argument (we pass None). Hooks the module lacks come
+each optionally taking a trailing ``context`` argument (a :class:`RequestContext`: the request's
+custom attributes in, the response's out). Hooks the module lacks come
 from the framework's defaults (:class:`DefaultHooks`), exactly as SageMaker's framework containers
 do, so one :class:`HandlerRuntime` serves both "plain framework model" and "script mode".
 
@@ -30,7 +31,7 @@ from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from moorage.runtime import codecs
-from moorage.runtime.base import InvocationFailed, ModelLoadError
+from moorage.runtime.base import CONTEXT, InvocationFailed, ModelLoadError
 
 DEFAULT_PROGRAM = "inference.py"
 _HOOK_ARGS = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
@@ -187,7 +188,7 @@ def _user_hooks(module: ModuleType, where: str) -> dict[str, Callable[..., Any]]
 
 
 def _adapt(fn: Callable[..., Any], name: str, where: str) -> Callable[..., Any]:
-    """Append ``context`` (None) when the hook takes one more argument than the convention's."""
+    """Append ``context`` when the hook takes one more argument than the convention's."""
     n = _HOOK_ARGS[name]
     try:
         params = inspect.signature(fn).parameters.values()
@@ -199,7 +200,7 @@ def _adapt(fn: Callable[..., Any], name: str, where: str) -> Callable[..., Any]:
     if count == n:
         return fn
     if count == n + 1:
-        return lambda *args: fn(*args, None)
+        return lambda *args: fn(*args, CONTEXT)
     raise ModelLoadError(f"{where}: {name} takes {count} arguments; the convention passes {n} "
                          f"(or {n + 1} with a trailing context)")
 

@@ -13,7 +13,7 @@ import traceback
 from typing import Callable
 
 from moorage.runtime import protocol as p
-from moorage.runtime.base import InvocationFailed, ModelRuntime
+from moorage.runtime.base import CONTEXT, InvocationFailed, ModelRuntime
 
 _TEXT = b"text/plain"
 
@@ -22,6 +22,8 @@ def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
     """Run one request through the runtime and encode the response frame."""
     if req.kind == p.KIND_PING:
         return p.encode_response(req.id, 200, b"", b"", b"")
+    CONTEXT.custom_attributes = req.custom_attributes.decode("latin-1")
+    CONTEXT.response_custom_attributes = None
     try:
         body, ctype = runtime.invoke(req.body, req.content_type.decode() or None,
                                      req.accept.decode() or None)
@@ -31,7 +33,8 @@ def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
         traceback.print_exc()
         msg = f"{type(exc).__name__}: {exc}".encode()
         return p.encode_response(req.id, 500, _TEXT, b"", msg)
-    return p.encode_response(req.id, 200, ctype.encode(), b"", body)
+    attrs = CONTEXT.response_custom_attributes
+    return p.encode_response(req.id, 200, ctype.encode(), attrs.encode("latin-1") if attrs else b"", body)
 
 
 class InstanceProtocol(asyncio.Protocol):

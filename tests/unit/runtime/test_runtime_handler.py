@@ -73,7 +73,7 @@ def test_predict_fn_with_context_and_sibling_module(model_dir, write_code, data,
         from helpers import positive
 
         def predict_fn(data, model, context):
-            assert context is None
+            assert type(context).__name__ == "RequestContext"
             return positive(model.predict_proba(data))
     ''')
     rt = load_runtime("sklearn", model_dir, {})
@@ -88,10 +88,10 @@ def test_every_hook_may_take_context(tmp_path, write_code):
         CALLS = []
 
         def pre_model_fn(model_dir, context):
-            CALLS.append(("pre", context))
+            CALLS.append(("pre", type(context).__name__))
 
         def model_fn(model_dir, context):
-            CALLS.append(("model", context))
+            CALLS.append(("model", type(context).__name__))
             return lambda x: x * 2
 
         def model_warmup_fn(model_dir, model, context):
@@ -109,7 +109,7 @@ def test_every_hook_may_take_context(tmp_path, write_code):
     rt = load_runtime("python", tmp_path, {})
     assert rt.invoke(b"1,2.5", "text/csv", "text/csv") == (b"2.0,5.0", "text/csv")
     import inference
-    assert inference.CALLS == [("pre", None), ("model", None), ("warmup", 2)]
+    assert inference.CALLS == [("pre", "RequestContext"), ("model", "RequestContext"), ("warmup", 2)]
 
 
 def test_transform_fn_alone(model_dir, write_code, data, lr):
@@ -117,7 +117,7 @@ def test_transform_fn_alone(model_dir, write_code, data, lr):
         import numpy as np
 
         def transform_fn(model, body, content_type, accept, context):
-            assert isinstance(body, str) and context is None
+            assert isinstance(body, str) and type(context).__name__ == "RequestContext"
             X = np.array([[float(v) for v in line.split(",")] for line in body.splitlines()])
             return "|".join(str(p) for p in model.predict(X))
     ''')
@@ -312,3 +312,25 @@ def test_user_model_class_is_picklable_by_module_name(tmp_path, write_code):
     ''')
     rt = load_runtime("python", tmp_path, {})
     assert rt.invoke(b"1\n2\n", "text/csv", "application/json")[0] == b'{"predictions": [1, 1]}'
+
+
+def test_custom_attributes_reach_the_hook_and_come_back(tmp_path, write_code):
+    """Through the instance server's frame handling: request attributes in, response ones out."""
+    from moorage.runtime import protocol
+    from moorage.runtime.server import answer
+
+    write_code("inference.py", '''
+        def model_fn(model_dir):
+            return None
+
+        def transform_fn(model, body, content_type, accept, context):
+            context.response_custom_attributes = "echo=" + context.custom_attributes
+            return body.upper()
+    ''')
+    rt = load_runtime("python", tmp_path, {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/plain"})
+    frame = protocol.encode_request(7, protocol.KIND_INVOKE, b"text/plain", b"", b"trace=1", b"hi")
+    resp = protocol.decode_response(answer(rt, protocol.decode_request(frame)))
+    assert (resp.id, resp.status, resp.body, resp.custom_attributes) == (7, 200, b"HI", b"echo=trace=1")
+    frame = protocol.encode_request(8, protocol.KIND_INVOKE, b"text/plain", b"", b"", b"x")
+    resp = protocol.decode_response(answer(rt, protocol.decode_request(frame)))
+    assert resp.custom_attributes == b"echo="  # reset per request, nothing leaks from the last
