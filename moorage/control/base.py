@@ -10,6 +10,7 @@ from moorage.control.validation import validate_input
 from moorage.errors import ValidationException, not_found
 from moorage.settings import Settings
 from moorage.store import Record, Store
+from moorage.store.sql import Duplicate
 
 #: how each kind is named in SageMaker's messages
 NOUNS = {"Model": "model", "EndpointConfig": "endpoint configuration", "Endpoint": "endpoint"}
@@ -44,3 +45,15 @@ class ServiceBase:
     def duplicate(self, name: str) -> ValidationException:
         return ValidationException(
             f'Cannot create already existing {NOUNS[self.kind]} "{self.arn(name)}".')
+
+    def create_record(self, name: str, fields: dict[str, Any], arn_key: str,
+                      status: str | None = None) -> Record:
+        """Insert a new resource: ``fields`` plus its ARN and CreationTime. A taken name is
+        SageMaker's "Cannot create already existing ..." ValidationException."""
+        arn = self.arn(name)
+        now = self.clock.time()
+        doc = {**fields, arn_key: arn, "CreationTime": now}
+        try:
+            return self.store.insert(self.kind, name, arn, doc, status=status, now=now)
+        except Duplicate:
+            raise self.duplicate(name) from None

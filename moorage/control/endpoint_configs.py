@@ -8,7 +8,6 @@ from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
 from moorage.errors import ValidationException
 from moorage.resources.profiles import profile
-from moorage.store.sql import Duplicate
 
 
 class EndpointConfigService(ServiceBase):
@@ -40,16 +39,8 @@ class EndpointConfigService(ServiceBase):
             if params.get(unsupported):
                 raise ValidationException(f"{unsupported} is not supported yet.")
         self.check_variants(params["ProductionVariants"])
-        if self.store.get(self.kind, name):
-            raise self.duplicate(name)
-        arn = self.arn(name)
-        now = self.clock.time()
-        doc = {**params, "EndpointConfigArn": arn, "CreationTime": now}
-        try:
-            self.store.insert(self.kind, name, arn, doc, status=None, now=now)
-        except Duplicate:
-            raise self.duplicate(name) from None
-        return {"EndpointConfigArn": arn}
+        rec = self.create_record(name, params, "EndpointConfigArn")
+        return {"EndpointConfigArn": rec.arn}
 
     async def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("DescribeEndpointConfig", params)

@@ -22,7 +22,7 @@ from moorage.resources.status import SERVING, EndpointStatus as S
 from moorage.serving.pool import DeploymentFailed
 from moorage.serving.router import Router
 from moorage.store import Record
-from moorage.store.sql import Conflict, Duplicate
+from moorage.store.sql import Conflict
 
 log = logging.getLogger("moorage.endpoints")
 
@@ -128,36 +128,17 @@ class EndpointService(ServiceBase):
             raise self.duplicate(name)
         spec = self.fleet_spec(config.doc)
         now = self.clock.time()
-        arn = self.arn(name)
-        doc = {"EndpointName": name, "EndpointArn": arn, "EndpointConfigName": config.name,
-               "EndpointStatus": S.CREATING.value, "CreationTime": now, "LastModifiedTime": now,
-               "ProductionVariants": self._summaries(spec, None, self._images(spec), now),
-               "_fleet": fleet_to_dict(spec)}
+        fields = {"EndpointName": name, "EndpointConfigName": config.name,
+                  "EndpointStatus": S.CREATING.value, "LastModifiedTime": now,
+                  "ProductionVariants": self._summaries(spec, None, self._images(spec), now),
+                  "_fleet": fleet_to_dict(spec)}
         if params.get("DeploymentConfig"):
-            doc["LastDeploymentConfig"] = params["DeploymentConfig"]
+            fields["LastDeploymentConfig"] = params["DeploymentConfig"]
         if params.get("Tags"):
-            doc["_tags"] = params["Tags"]
-        try:
-            self.store.insert(self.kind, name, arn, doc, status=S.CREATING.value, now=now)
-        except Duplicate:
-            raise self.duplicate(name) from None
-        self._run(name, self._deploy(name))
-        return {"EndpointArn": arn}
-
-    async def _deploy(self, name: str) -> None:
-        rec = self.store.get(self.kind, name)
-        if rec is None:
-            return
-        spec = fleet_from_dict(rec.doc["_fleet"])
-        try:
-            fleet = await self.router.build(name, spec)
-        except DeploymentFailed as exc:
-            self._write(name, S.FAILED, lambda d: d.update(FailureReason=str(exc)))
-            return
-        self.router.activate(name, fleet)
-        images = self._images(spec)
-        self._write(name, S.IN_SERVICE, lambda d: d.update(
-            ProductionVariants=self._summaries(spec, spec, images, self.clock.time())))
+            fields["_tags"] = params["Tags"]
+        rec = self.create_record(name, fields, "EndpointArn", status=S.CREATING.value)
+        self._run(name, self._bring_up(name, spec))
+        return {"EndpointArn": rec.arn}
 
     async def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("DescribeEndpoint", params)
@@ -275,7 +256,7 @@ class EndpointService(ServiceBase):
             return
         target = fleet_from_dict(rec.doc["_target"])
         if fleet is None:  # the server restarted mid-change: build the target fleet outright
-            await self._restore(name, target)
+            await self._bring_up(name, target)
             return
         try:
             ups = [fleet.pools[v.name].scale_to(v.instance_count) for v in target.variants
@@ -328,14 +309,14 @@ class EndpointService(ServiceBase):
             sort_keys=("Name", "CreationTime", "Status"))
         return {"Endpoints": items, **({"NextToken": token} if token else {})}
 
-    # -- restart -----------------------------------------------------------------------------
-    async def _restore(self, name: str, spec: FleetSpec) -> None:
-        """Bring a stored endpoint's fleet back after a restart; the endpoint ends InService."""
+    # -- bring-up and restart ----------------------------------------------------------------
+    async def _bring_up(self, name: str, spec: FleetSpec, failure: str = "") -> None:
+        """Start ``spec``'s fleet and route to it: the endpoint ends InService on it, or Failed
+        with the reason (prefixed by ``failure``)."""
         try:
             fleet = await self.router.build(name, spec)
         except DeploymentFailed as exc:
-            self._write(name, S.FAILED, lambda d: d.update(
-                FailureReason=f"Could not restart the endpoint's instances: {exc}"))
+            self._write(name, S.FAILED, lambda d: d.update(FailureReason=f"{failure}{exc}"))
             return
         self.router.activate(name, fleet)
         images = self._images(spec)
@@ -352,10 +333,11 @@ class EndpointService(ServiceBase):
         """Resume every endpoint from its stored status (called once at server start)."""
         for rec in self.store.list(self.kind):
             status = S(rec.status)
-            if status is S.CREATING:
-                self._run(rec.name, self._deploy(rec.name))
-            elif status is S.DELETING:
+            if status is S.DELETING:
                 self._run(rec.name, self._delete(rec.name))
+            elif status is S.CREATING:
+                self._run(rec.name, self._bring_up(rec.name, fleet_from_dict(rec.doc["_fleet"])))
             elif status in SERVING:
                 spec = fleet_from_dict(rec.doc.get("_target") or rec.doc["_fleet"])
-                self._run(rec.name, self._restore(rec.name, spec))
+                self._run(rec.name, self._bring_up(
+                    rec.name, spec, "Could not restart the endpoint's instances: "))

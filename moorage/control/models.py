@@ -11,7 +11,6 @@ from moorage.errors import ValidationException
 from moorage.resources.hosting import ContainerSpec
 from moorage.runtime.images import resolve_image
 from moorage.store import Store
-from moorage.store.sql import Duplicate
 
 
 def container_spec(container: dict[str, Any]) -> ContainerSpec:
@@ -46,6 +45,8 @@ class ModelService(ServiceBase):
         container = primary or containers[0]
         if container.get("Mode", "SingleModel") != "SingleModel":
             raise ValidationException("Multi-model containers (Mode=MultiModel) are not supported yet.")
+        if self.store.get(self.kind, name):  # before the slow check of the model data
+            raise self.duplicate(name)
         spec = container_spec(container)  # raises ValidationException for an unknown image
         url = container.get("ModelDataUrl")
         if spec.runtime != "command" and not url:
@@ -55,16 +56,7 @@ class ModelService(ServiceBase):
             raise ValidationException(
                 f"Could not access model data at {url}. Please ensure that the path or object "
                 "exists and that the server can read it.")
-        if self.store.get(self.kind, name):
-            raise self.duplicate(name)
-        arn = self.arn(name)
-        now = self.clock.time()
-        doc = {**params, "ModelArn": arn, "CreationTime": now}
-        try:
-            self.store.insert(self.kind, name, arn, doc, status=None, now=now)
-        except Duplicate:
-            raise self.duplicate(name) from None
-        return {"ModelArn": arn}
+        return {"ModelArn": self.create_record(name, params, "ModelArn").arn}
 
     async def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("DescribeModel", params)
