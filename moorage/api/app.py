@@ -3,7 +3,7 @@
 Dispatch is by path before any framework code runs, so InvokeEndpoint pays only for what it
 uses: ``POST /endpoints/{name}/invocations`` goes straight to the raw runtime handler; ``POST /``
 with ``X-Amz-Target`` to the AWS JSON 1.1 dispatcher; everything else (native REST API,
-OpenAPI, docs, /metrics) to a Starlette app. Every request but the bare liveness probe
+OpenAPI, docs, /metrics) to a Starlette app; ``POST /v1/...`` to the Batch rest-json dispatcher. Every request but the bare liveness probe
 ``GET /ping`` is authenticated (SigV4) and authorized first, unless auth is off.
 """
 
@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from moorage import ids
 from moorage.api.auth import Authenticator, authorize
-from moorage.api.aws import protocol, runtime
+from moorage.api.aws import batch, protocol, runtime
 from moorage.api.aws.runtime import read_body, send_error
 from moorage.api.errors import JSON11, json11_error
 from moorage.api.native.routes import routes
@@ -80,6 +80,9 @@ class MoorageApp:
         if json_protocol:
             await protocol.asgi(self.services, scope, body, send)
             return
+        if method == "POST" and path.startswith(batch.PREFIX):
+            await batch.asgi(self.services, scope, body, send)
+            return
         sent = False
 
         async def replay() -> dict[str, Any]:
@@ -98,6 +101,8 @@ class MoorageApp:
                     prefix, _, op = v.decode("latin-1").partition(".")
                     service = "sagemaker" if prefix == "SageMaker" else "application-autoscaling"
                     return f"{service}:{op}"
+        if scope["path"].startswith(batch.PREFIX):
+            return "batch:" + scope["path"][len(batch.PREFIX):]
         return f"moorage:{scope['method']} {scope['path']}"
 
     @staticmethod

@@ -35,8 +35,9 @@ class Services:
     endpoint_configs: EndpointConfigService
     endpoints: EndpointService
     keys: KeyService
-    #: SageMaker operation name → handler taking and returning wire-shaped dicts
-    operations: dict[str, Operation] = field(default_factory=dict)
+    #: service → operation name → handler taking and returning wire-shaped dicts
+    operations: dict[str, dict[str, Operation]] = field(default_factory=lambda: {
+        "sagemaker": {}, "application-autoscaling": {}, "batch": {}})
 
     async def start(self) -> None:
         await self.endpoints.recover()
@@ -75,5 +76,5 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
                 continue
             op = "".join(part.capitalize() for part in attr.split("_"))
             if op.startswith(("Create", "Describe", "Delete", "List", "Update")):
-                svc.operations[op] = getattr(service, attr)
+                svc.operations["sagemaker"][op] = getattr(service, attr)
     return svc

@@ -160,3 +160,17 @@ def test_bad_name_pattern_and_unknown_operation(server) -> None:
         sm.list_training_jobs()
     assert _code(exc) == ("UnknownOperationException", 400)
     assert "ListTrainingJobs" in str(exc.value)
+
+
+def test_batch_and_autoscaling_clients_get_clear_errors(server) -> None:
+    """The wire layer already speaks these protocols; unimplemented operations say so."""
+    batch = server.client("batch")
+    with pytest.raises(ClientError) as exc:
+        batch.describe_job_queues()
+    assert _code(exc) == ("ClientException", 400)
+    assert "describejobqueues" in str(exc.value)
+    scaling = server.client("application-autoscaling")
+    with pytest.raises(ClientError) as exc:
+        scaling.describe_scalable_targets(ServiceNamespace="sagemaker")
+    assert _code(exc) == ("UnknownOperationException", 400)
+    assert "DescribeScalableTargets" in str(exc.value)

@@ -20,7 +20,7 @@ async def dispatch(services: Services, target: str, body: bytes) -> tuple[int, b
         prefix, _, op = target.partition(".")
         if prefix not in TARGET_PREFIXES or not op:
             raise UnknownOperation(f"Unknown X-Amz-Target {target!r}.")
-        handler = services.operations.get(op) if prefix == "SageMaker" else None
+        handler = services.operations[TARGET_PREFIXES[prefix]].get(op)
         if handler is None:
             raise UnknownOperation(f"Operation {op} of {TARGET_PREFIXES[prefix]} is not "
                                    "supported by Moorage yet.")

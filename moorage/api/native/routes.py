@@ -74,7 +74,7 @@ def _handler(services: Services, route: NativeRoute) -> Any:
             else:
                 params = coerce_query(route.service, route.operation, dict(request.query_params))
             params.update(request.path_params)
-            result = await services.operations[route.operation](params)
+            result = await services.operations[route.service][route.operation](params)
         except Exception as exc:
             return _error(exc)
         return JSONResponse(result, status_code=route.status)
