@@ -161,8 +161,9 @@ class Server:
                 self.known.setdefault(pid, st[1])
         return pids
 
-    def cpu_ticks(self) -> int:
-        return sum((_stat(p) or (0, 0, 0))[2] for p in self.tree())
+    def cpu_ticks(self) -> dict[int, int]:
+        """utime+stime ticks per pid of the server's process tree (root first)."""
+        return {p: (_stat(p) or (0, 0, 0))[2] for p in self.tree()}
 
     def stop(self) -> None:
         if self.proc is None:
@@ -323,9 +324,9 @@ def wrk_run(url: str, body_file: Path, connections: int, duration: int,
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
            "--timeout", "5s", "-s", str(LUA), url]
     load = os.getloadavg()[0]
-    c0, s0, w0 = cpu_times(), (server.cpu_ticks() if server else 0), time.monotonic()
+    c0, s0, w0 = cpu_times(), (server.cpu_ticks() if server else {}), time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 35)
-    c1, s1, w1 = cpu_times(), (server.cpu_ticks() if server else 0), time.monotonic()
+    c1, s1, w1 = cpu_times(), (server.cpu_ticks() if server else {}), time.monotonic()
     res = None
     for line in p.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -338,10 +339,19 @@ def wrk_run(url: str, body_file: Path, connections: int, duration: int,
     hz = os.sysconf("SC_CLK_TCK")
     res.update(connections=connections, loadavg_1m=load, started_at=time.time() - (w1 - w0),
                server_core_busy=round(core_busy(c0, c1, SERVER_CPU), 3),
-               client_core_busy=round(core_busy(c0, c1, CLIENT_CPU), 3),
-               server_tree_cpu=round((s1 - s0) / hz / (w1 - w0), 3) if server else None)
-    if server:  # CPU time on the server's core that was not the server's: another job's
+               client_core_busy=round(core_busy(c0, c1, CLIENT_CPU), 3))
+    if server:
+        delta = {pid: t - s0.get(pid, t) for pid, t in s1.items()}
+        root = server.proc.pid if server.proc else 0
+        tree = sum(delta.values())
+        res["server_tree_cpu"] = round(tree / hz / (w1 - w0), 3)
+        # CPU time on the server's core that was not the server's: another job's
         res["core1_other"] = round(max(0.0, res["server_core_busy"] - res["server_tree_cpu"]), 3)
+        # CPU microseconds per request: the HTTP process, and its children (instances)
+        n = max(res["requests"], 1)
+        res["cpu_us_per_req"] = round(tree / hz / n * 1e6, 1)
+        res["front_cpu_us_per_req"] = round(delta.get(root, 0) / hz / n * 1e6, 1)
+        res["children_cpu_us_per_req"] = round((tree - delta.get(root, 0)) / hz / n * 1e6, 1)
     return res
 
 
@@ -363,6 +373,8 @@ class Run:
         self.base_env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                              PYTHONUNBUFFERED="1")
         self.logdir = Path(args.out).parent / "logs"
+        self.src = REPO
+        self.code: dict[str, Any] = {}
 
     # -- setup -----------------------------------------------------------------------------
     def ensure_bench(self) -> None:
@@ -376,6 +388,33 @@ class Run:
             subprocess.run([self.py, "make_model.py"], cwd=self.bench, check=True, timeout=600,
                            stdout=subprocess.DEVNULL)
         self.expected = json.loads((self.bench / "payloads" / "expected.json").read_text())
+
+    def snapshot(self) -> None:
+        """Copy the moorage package once, so every process of this run (servers, and instances
+        started later) runs the same code even if the working tree changes meanwhile."""
+        import hashlib
+        src = self.tmp / "src"
+        shutil.copytree(REPO / "moorage", src / "moorage",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        h = hashlib.sha256()
+        for f in sorted((src / "moorage").rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
+        self.src = src
+        self.base_env["PYTHONPATH"] = os.pathsep.join(
+            [str(src)] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
+        p = subprocess.run([self.py, "-c", "import moorage; print(moorage.__file__)"], cwd=src,
+                           env=self.base_env, capture_output=True, text=True, timeout=60)
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        self.code = {"git_head": git("rev-parse", "HEAD"),
+                     "uncommitted": git("status", "--porcelain", "--untracked-files=no",
+                                        "--", "moorage").splitlines(),
+                     "snapshot_sha256": h.hexdigest(), "imported_from": p.stdout.strip()}
+        if not self.code["imported_from"].startswith(str(src)):
+            raise RuntimeError(f"snapshot not used: moorage imported from {self.code['imported_from']}")
+        log(f"code snapshot: {self.code}")
 
     def start_limit(self) -> None:
         s = Server("limit", [self.py, "-m", "uvicorn", "starlette_app:app", "--app-dir",
@@ -405,7 +444,7 @@ class Run:
             env.update(MOORAGE_ADMIN_ACCESS_KEY_ID=AUTH_KEY, MOORAGE_ADMIN_SECRET_ACCESS_KEY=AUTH_SECRET)
         else:
             cmd.append("--no-auth")
-        s = Server(key, cmd, env, REPO, self.tmp / f"{key}.log")
+        s = Server(key, cmd, env, self.src, self.tmp / f"{key}.log")
         s.port = free_port()
         s.cmd[s.cmd.index("--port") + 1] = str(s.port)
         self.servers[key] = s
@@ -574,7 +613,11 @@ class Run:
                          "loadavg_rounds": [r["loadavg_1m"] for r in rs],
                          "server_core_busy_rounds": [r["server_core_busy"] for r in rs],
                          "server_tree_cpu_rounds": [r["server_tree_cpu"] for r in rs],
-                         "core1_other_rounds": [r["core1_other"] for r in rs]}
+                         "core1_other_rounds": [r["core1_other"] for r in rs],
+                         "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in rs),
+                         "front_cpu_us_per_req": statistics.median(r["front_cpu_us_per_req"] for r in rs),
+                         "children_cpu_us_per_req": statistics.median(
+                             r["children_cpu_us_per_req"] for r in rs)}
                     for base in ("limit",) + (("moorage",) if key == "auth" else ()):
                         if key == base:
                             continue
@@ -644,6 +687,16 @@ class Run:
                 b = (summ.get(f"auth/{pkey}/c32") or {}).get("vs_moorage") or {}
                 L.append(f"| {plabel} | {f(a.get('rps'))} | {f(a.get('p50'))} | {f(b.get('rps'))} "
                          f"| {f(b.get('p99'))} |")
+        L += ["", "| target | payload | CPU µs/request c=1: total (HTTP process + instance) "
+                  "| CPU µs/request c=32: total (HTTP process + instance) |", "|---|---|---:|---:|"]
+        for key in ("limit", "moorage", "auth"):
+            for pkey, plabel, *_ in PAYLOADS:
+                cs = [summ.get(f"{key}/{pkey}/c{c}") for c in (1, 32)]
+                if not all(cs):
+                    continue
+                L.append(f"| {TARGET_LABELS[key]} | {plabel} | " + " | ".join(
+                    f"{c['cpu_us_per_req']:,.0f} ({c['front_cpu_us_per_req']:,.0f} + "
+                    f"{c['children_cpu_us_per_req']:,.0f})" for c in cs) + " |")
         L += ["", "| target | value | verdict |", "|---|---:|---|"]
         for v in verdicts:
             L.append(f"| {v['target']} | {f(v['value'], 3)} | **{v['verdict']}** |")
@@ -671,7 +724,8 @@ class Run:
                 "'starlette':starlette.__version__,'scikit-learn':sklearn.__version__,"
                 "'numpy':numpy.__version__,'uvloop':uvloop.__version__,'httptools':httptools.__version__,"
                 "'botocore':botocore.__version__,'joblib':joblib.__version__,'moorage':moorage.__version__}))")
-        p = subprocess.run([self.py, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+        p = subprocess.run([self.py, "-c", code], capture_output=True, text=True, timeout=60,
+                           cwd=self.src, env=self.base_env)
         v = json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr[-300:]}
         w = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
         v["wrk"] = (w.stdout or w.stderr).splitlines()[0].split(" Copyright")[0]
@@ -728,6 +782,8 @@ def main() -> int:
                          "to be idle (other jobs); 0 to not wait")
     ap.add_argument("--out", default="/tmp/moorage-bench/realtime.json")
     ap.add_argument("--keep-tmp", action="store_true", help="keep data dirs (for debugging)")
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="run the working tree's moorage directly instead of a copy taken at start")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.duration, a.warmup = 1, 3, 1
@@ -748,6 +804,8 @@ def main() -> int:
     started = time.time()
     try:
         run.ensure_bench()
+        if not a.no_snapshot:
+            run.snapshot()
         versions = run.versions()
         log(f"versions: {versions}")
         run.start_limit()
@@ -777,7 +835,7 @@ def main() -> int:
         "config": {"duration": a.duration, "warmup": a.warmup, "rounds": a.rounds,
                    "connections": a.connections, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
                    "wrk": "1 thread, --timeout 5s, keep-alive, closed loop", "bench_dir": str(run.bench)},
-        "versions": versions, "pinning": run.pinning, "checks": run.checks, "notes": run.notes,
+        "versions": versions, "code": run.code, "pinning": run.pinning, "checks": run.checks, "notes": run.notes,
         "loadavg_1m": {"min": min(loads, default=None), "max": max(loads, default=None),
                        "median": statistics.median(loads) if loads else None},
         "summary": summ, "verdicts": verdicts, "runs": run.rows, "markdown": md,

@@ -86,6 +86,7 @@ class HandlerRuntime:
         self._input: Callable[[bytes, str | None], Any] = codecs.decode
         self._predict: Callable[[Any, Any], Any] = python_predict
         self._output: Callable[[Any, str], Any] = codecs.encode
+        self._batchable = False
 
     def load(self, model_dir: Path, env: Mapping[str, str]) -> None:
         model_dir = Path(model_dir)
@@ -117,6 +118,9 @@ class HandlerRuntime:
         self._input = _text_input(hook["input_fn"]) if "input_fn" in hook else defaults.input_fn
         self._predict = hook.get("predict_fn") or defaults.predict_fn
         self._output = hook.get("output_fn") or defaults.output_fn
+        # Stacking requests into one predict is exact only for row-wise framework predictors
+        # with every hook at its default; a user hook or the python kind may look across rows.
+        self._batchable = self.kind in ("sklearn", "xgboost") and not user
 
         model_where = where if "model_fn" in user else f"{self.kind} default hooks"
         if "pre_model_fn" in hook:
@@ -136,6 +140,56 @@ class HandlerRuntime:
             return _response(result, accept, "transform_fn")
         prediction = self._predict(self._input(body, content_type), self.model)
         return _response(self._output(prediction, accept), accept, "output_fn")
+
+
+    def invoke_batch(self, items: list[tuple[bytes, str | None, str | None]]) -> list[Any]:
+        """Answer several requests that arrived together, with one predict where possible.
+
+        Returns, per item, ``(body, content_type)`` or the exception that item raised, so one
+        bad request never fails the others. Requests whose decoded rows have the same width are
+        stacked; if the stacked predict fails, each request is retried alone.
+        """
+        if not self._batchable or len(items) == 1:
+            return [_attempt(self.invoke, *item) for item in items]
+        results: list[Any] = [None] * len(items)
+        groups: dict[int, list[tuple[int, Any, str]]] = {}
+        for i, (body, ctype, accept) in enumerate(items):
+            try:
+                out = codecs.resolve_accept(accept, ctype, self._default_accept)
+                X = self._input(body, ctype)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            width = X.shape[1] if getattr(X, "ndim", 0) == 2 else -1 - i  # odd shapes go alone
+            groups.setdefault(width, []).append((i, X, out))
+        for members in groups.values():
+            self._predict_group(members, results)
+        return results
+
+    def _predict_group(self, members: list[tuple[int, Any, str]], results: list[Any]) -> None:
+        if len(members) > 1:
+            import numpy as np
+            stacked = np.concatenate([X for _, X, _ in members])
+            try:
+                preds = self._predict(stacked, self.model)
+            except Exception:
+                preds = None
+            if preds is not None and len(preds) == len(stacked):
+                start = 0
+                for i, X, out in members:
+                    part = preds[start:start + len(X)]
+                    start += len(X)
+                    results[i] = _attempt(lambda p=part, o=out: (self._output(p, o), o))
+                return
+        for i, X, out in members:  # alone: the same calls invoke() makes
+            results[i] = _attempt(lambda x=X, o=out: (self._output(self._predict(x, self.model), o), o))
+
+
+def _attempt(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
 
 
 def find_user_module(model_dir: Path, env: Mapping[str, str]) -> Path | None:

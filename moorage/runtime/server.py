@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 from moorage.runtime import protocol as p
 from moorage.runtime.base import CONTEXT, InvocationFailed, ModelRuntime
 
 _TEXT = b"text/plain"
+
+
+#: most requests stacked into one predict; bounds the memory one batch can take
+MAX_BATCH = 64
 
 
 def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
@@ -25,16 +29,40 @@ def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
     CONTEXT.custom_attributes = req.custom_attributes.decode("latin-1")
     CONTEXT.response_custom_attributes = None
     try:
-        body, ctype = runtime.invoke(req.body, req.content_type.decode() or None,
+        result: Any = runtime.invoke(req.body, req.content_type.decode() or None,
                                      req.accept.decode() or None)
-    except InvocationFailed as exc:
-        return p.encode_response(req.id, exc.status, _TEXT, b"", str(exc).encode())
-    except Exception as exc:  # the model failed: the router turns this into a 424 ModelError
-        traceback.print_exc()
-        msg = f"{type(exc).__name__}: {exc}".encode()
-        return p.encode_response(req.id, 500, _TEXT, b"", msg)
+    except Exception as exc:
+        result = exc
     attrs = CONTEXT.response_custom_attributes
-    return p.encode_response(req.id, 200, ctype.encode(), attrs.encode("latin-1") if attrs else b"", body)
+    return _encode(req.id, result, attrs.encode("latin-1") if attrs else b"")
+
+
+def _encode(rid: int, result: Any, attrs: bytes) -> bytes:
+    """A response frame for a runtime result: (body, content type) or the exception raised."""
+    if isinstance(result, InvocationFailed):
+        return p.encode_response(rid, result.status, _TEXT, b"", str(result).encode())
+    if isinstance(result, Exception):  # the model failed: the router makes it a 424 ModelError
+        traceback.print_exception(result)
+        return p.encode_response(rid, 500, _TEXT, b"", f"{type(result).__name__}: {result}".encode())
+    body, ctype = result
+    return p.encode_response(rid, 200, ctype.encode(), attrs, body)
+
+
+def answer_all(runtime: ModelRuntime, reqs: list[p.Request]) -> list[bytes]:
+    """Answer frames that arrived together; invocations go through ``invoke_batch`` when the
+    runtime has one, so requests queued during a slow predict share the next predict."""
+    batch = getattr(runtime, "invoke_batch", None)
+    invokes = [r for r in reqs if r.kind == p.KIND_INVOKE]
+    if batch is None or len(invokes) < 2:
+        return [answer(runtime, r) for r in reqs]
+    out = {r.id: answer(runtime, r) for r in reqs if r.kind != p.KIND_INVOKE}
+    for start in range(0, len(invokes), MAX_BATCH):
+        chunk = invokes[start:start + MAX_BATCH]
+        results = batch([(r.body, r.content_type.decode() or None, r.accept.decode() or None)
+                         for r in chunk])
+        for r, result in zip(chunk, results):
+            out[r.id] = _encode(r.id, result, b"")
+    return [out[r.id] for r in reqs]
 
 
 class InstanceProtocol(asyncio.Protocol):
@@ -50,7 +78,10 @@ class InstanceProtocol(asyncio.Protocol):
         frames = self._frames.feed(data)
         if not frames:
             return
-        out = [answer(self._runtime, p.decode_request(f)) for f in frames]
+        if len(frames) == 1:
+            out = [answer(self._runtime, p.decode_request(frames[0]))]
+        else:
+            out = answer_all(self._runtime, [p.decode_request(f) for f in frames])
         assert self._transport is not None
         self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 

@@ -78,6 +78,11 @@ def _trim(value: str) -> str:
 
 def header_map(headers: Headers) -> dict[str, str]:
     """Lower-cased name → value; repeats joined the way botocore joins ``get_all``."""
+    if type(headers) is list and headers and type(headers[0][0]) is bytes:
+        # ASGI: names arrive lower-cased (the ASGI spec); one comprehension unless a name repeats
+        fast = {n.decode("latin-1"): v.decode("latin-1") for n, v in headers}  # type: ignore[union-attr]
+        if len(fast) == len(headers):
+            return fast
     out: dict[str, str] = {}
     for name, value in (headers.items() if isinstance(headers, Mapping) else headers):
         if type(name) is bytes:  # ASGI scope["headers"]
