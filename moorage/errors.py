@@ -19,6 +19,7 @@
         ├── InvokeValidationError    ValidationError          400  unknown endpoint/variant, endpoint not serving
         ├── ModelError               ModelError               424  the model raised or answered 4xx/5xx
         ├── ModelNotReady            ModelNotReadyException   429
+        ├── InvokeThrottled          ThrottlingException      429  instance queues full
         ├── ServiceUnavailable       ServiceUnavailable       503
         └── InternalDependency       InternalDependencyException 530
 
@@ -133,6 +134,11 @@ class ModelError(InvocationError):
 
 class ModelNotReady(InvocationError):
     aws_code = "ModelNotReadyException"
+    http_status = 429
+
+
+class InvokeThrottled(InvocationError):
+    aws_code = "ThrottlingException"
     http_status = 429
 
 

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     max_payload_bytes: int = 6 * 1024 * 1024
     """Largest InvokeEndpoint body accepted (SageMaker: 6 MB)."""
 
+    max_queued_per_instance: int = 256
+    """Invocations one instance may have in flight or queued; past that the router answers
+    429 ThrottlingException (boto3 backs off and retries) instead of queueing without bound."""
+
+    max_instances: int = 64
+    """Instances all endpoints together may run on this server (ResourceLimitExceeded past it)."""
+
     health_check_interval_seconds: float = 2.0
     """How often each instance is pinged."""
 

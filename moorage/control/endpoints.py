@@ -15,7 +15,8 @@ from typing import Any, Callable, Coroutine
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
 from moorage.control.models import container_spec
-from moorage.errors import InvokeValidationError, MoorageError, ValidationException
+from moorage.errors import (InvokeValidationError, MoorageError, ResourceLimitExceeded,
+                            ValidationException)
 from moorage.resources.hosting import (FleetSpec, VariantSpec, fleet_from_dict, fleet_to_dict,
                                        with_capacity)
 from moorage.resources.status import SERVING, EndpointStatus as S
@@ -72,6 +73,25 @@ class EndpointService(ServiceBase):
                 out[v.name] = c.get("Image", "")
         return out
 
+    def _check_capacity(self, adding: int) -> None:
+        """Refuse a change that would run more instances than this server allows. Fleets being
+        replaced count too: blue/green runs both until the switch."""
+        if adding <= 0:
+            return
+        used = 0
+        for rec in self.store.list(self.kind):
+            if rec.status == S.FAILED.value:
+                continue
+            for key in ("_fleet", "_target"):
+                if key in rec.doc:
+                    used += sum(int(v["instance_count"]) for v in rec.doc[key]["variants"])
+        limit = self.settings.max_instances
+        if used + adding > limit:
+            raise ResourceLimitExceeded(
+                f"The account-level service limit 'instances for endpoint usage' is {limit} "
+                f"Instances, with current utilization of {used} Instances and a request delta of "
+                f"{adding} Instances. Delete or scale in endpoints, or raise MOORAGE_MAX_INSTANCES.")
+
     def _write(self, name: str, status: S, change: Callable[[dict[str, Any]], None]) -> None:
         """Read-modify-write with optimistic concurrency, retried on a concurrent change."""
         for _ in range(20):
@@ -127,6 +147,7 @@ class EndpointService(ServiceBase):
         if self.store.get(self.kind, name):
             raise self.duplicate(name)
         spec = self.fleet_spec(config.doc)
+        self._check_capacity(sum(v.instance_count for v in spec.variants))
         now = self.clock.time()
         fields = {"EndpointName": name, "EndpointConfigName": config.name,
                   "EndpointStatus": S.CREATING.value, "LastModifiedTime": now,
@@ -165,6 +186,7 @@ class EndpointService(ServiceBase):
                 target,
                 {} if "DesiredWeight" in excluded else {n: v.weight for n, v in keep.items()},
                 {} if "DesiredInstanceCount" in excluded else {n: v.instance_count for n, v in keep.items()})
+        self._check_capacity(sum(v.instance_count for v in target.variants))
         now = self.clock.time()
         pending = {"EndpointConfigName": config.name, "StartTime": now,
                    "ProductionVariants": [{"VariantName": v.name, "DesiredWeight": v.weight,
@@ -237,6 +259,8 @@ class EndpointService(ServiceBase):
         target = with_capacity(current, weights, counts)
         if sum(v.weight for v in target.variants) <= 0:
             raise ValidationException("The sum of the variants' weights must be greater than 0.")
+        self._check_capacity(sum(v.instance_count for v in target.variants)
+                             - sum(v.instance_count for v in current.variants))
         images = self._images(target)
         now = self.clock.time()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from moorage.backends.base import Backend, InstanceGone, InstanceHandle, InstanceSpec, Reply
+from moorage.errors import InvokeThrottled
 from moorage.resources.hosting import VariantSpec
 from moorage.resources.profiles import profile
 from moorage.serving.balancer import least_outstanding
@@ -77,6 +78,7 @@ class VariantPool:
         self._monitor: asyncio.Task[None] | None = None
         self._closed = False
         self._loop = asyncio.get_event_loop()
+        self._max_queued = settings.max_queued_per_instance
 
     # -- the hot path --------------------------------------------------------------------
     async def invoke(self, content_type: bytes, accept: bytes, attrs: bytes, body: bytes,
@@ -88,6 +90,10 @@ class VariantPool:
             r = ready[0]
         else:
             r = ready[least_outstanding([x.outstanding for x in ready], next(self._rr))]
+        if r.outstanding >= self._max_queued:
+            raise InvokeThrottled(
+                f"Too many requests for variant {self.spec.name}: its instances have "
+                f"{self._max_queued} invocations each in flight. Retry with backoff.")
         now = self._loop.time()
         if r.outstanding == 0:
             r.last_progress = now

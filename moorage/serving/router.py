@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from moorage.backends.base import Backend, InstanceGone, Reply
-from moorage.errors import InvokeValidationError, ModelError, ServiceUnavailable
+from moorage.errors import InvokeThrottled, InvokeValidationError, ModelError, ServiceUnavailable
 from moorage.metrics import MetricsRegistry
 from moorage.resources.hosting import FleetSpec
 from moorage.serving.pool import DeploymentFailed, VariantPool
@@ -128,9 +128,13 @@ class Router:
         variant = pool.spec.name
         t1 = time.perf_counter()
         status: int | None = None
+        routed = True
         try:
             reply = await pool.invoke(content_type, accept, attrs, body, self._timeout)
             status = reply.status
+        except InvokeThrottled:
+            routed = False  # refused before reaching the model: not an invocation
+            raise
         except asyncio.TimeoutError:
             raise ModelError(
                 "Your invocation timed out while waiting for a response from container primary.",
@@ -139,11 +143,12 @@ class Router:
         except InstanceGone as exc:
             raise ServiceUnavailable(f"The instance serving variant {variant} stopped: {exc}") from None
         finally:
-            t2 = time.perf_counter()
-            model_us = int((t2 - t1) * 1e6)
-            self._metrics.record_invocation(endpoint, variant, model_status=status,
-                                            model_latency_us=model_us,
-                                            overhead_latency_us=int((t2 - t0) * 1e6) - model_us)
+            if routed:
+                t2 = time.perf_counter()
+                model_us = int((t2 - t1) * 1e6)
+                self._metrics.record_invocation(endpoint, variant, model_status=status,
+                                                model_latency_us=model_us,
+                                                overhead_latency_us=int((t2 - t0) * 1e6) - model_us)
         if status >= 400:
             text = reply.body[:4096].decode(errors="replace")
             kind = "client" if status < 500 else "server"
