@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_instances: int = 64
     """Instances all endpoints together may run on this server (ResourceLimitExceeded past it)."""
 
+    serverless_idle_seconds: float = 300.0
+    """A serverless instance idle this long is stopped (MOORAGE_SERVERLESS_IDLE_SECONDS);
+    provisioned concurrency stays warm."""
+
+    serverless_max_payload_bytes: int = 4 * 1024 * 1024
+    """Largest body a serverless variant accepts (SageMaker: 4 MB)."""
+
     health_check_interval_seconds: float = 2.0
     """How often each instance is pinged."""
 

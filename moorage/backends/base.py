@@ -14,6 +14,8 @@ class Reply(NamedTuple):
     content_type: bytes
     custom_attributes: bytes
     body: bytes
+    #: set on a serverless invocation that had to start its instance (a cold start)
+    cold_start_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class InstanceSpec:
     environment: dict[str, str] = field(default_factory=dict)
     profile: Profile | None = None
     log_path: Path | None = None
+    #: fork from a warm zygote (serverless cold starts) instead of a fresh interpreter
+    warm_start: bool = False
 
 
 class InstanceGone(Exception):
@@ -50,3 +54,6 @@ class InstanceHandle(Protocol):
 
 class Backend(Protocol):
     async def start_instance(self, spec: InstanceSpec) -> InstanceHandle: ...
+
+    def prewarm(self, runtime: str) -> None:
+        """Get ready for fast warm starts of ``runtime`` (a no-op where there is nothing to do)."""

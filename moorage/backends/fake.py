@@ -48,6 +48,9 @@ class FakeBackend:
         self.started: list[FakeInstance] = []
         self.fail_next = 0
 
+    def prewarm(self, runtime: str) -> None:
+        pass
+
     async def start_instance(self, spec: InstanceSpec) -> FakeInstance:
         inst = FakeInstance(spec)
         if self.fail_next:

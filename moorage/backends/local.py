@@ -25,6 +25,7 @@ import httpx
 
 from moorage.backends.base import InstanceGone, InstanceSpec, Reply
 from moorage.backends.frames import FrameConnection
+from moorage.backends.zygote import ForkedProcess, Zygotes
 from moorage.runtime import protocol as p
 
 _PR_SET_PDEATHSIG = 1
@@ -56,7 +57,7 @@ class _Process:
     """Spawning, exit status and stop, shared by both instance kinds."""
 
     instance_id: str
-    _proc: subprocess.Popen[bytes]
+    _proc: subprocess.Popen[bytes] | ForkedProcess
 
     def exited(self) -> int | None:
         return self._proc.poll()
@@ -80,7 +81,8 @@ class _Process:
 class FrameInstance(_Process):
     """An instance running moorage.runtime, reached by frames over a Unix socket."""
 
-    def __init__(self, instance_id: str, proc: subprocess.Popen[bytes], socket_path: Path) -> None:
+    def __init__(self, instance_id: str, proc: subprocess.Popen[bytes] | ForkedProcess,
+                 socket_path: Path) -> None:
         self.instance_id = instance_id
         self._proc = proc
         self._socket = socket_path
@@ -178,17 +180,23 @@ class LocalBackend:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._cpus = sorted(os.sched_getaffinity(0))
         self._next_cpu = itertools.count()
+        self.zygotes = Zygotes(run_dir, self.python, self.base_env, _preexec(None, None))
+
+    def prewarm(self, runtime: str) -> None:
+        if runtime != "command":
+            self.zygotes.prewarm(runtime)
 
     def _limits(self, spec: InstanceSpec) -> tuple[dict[str, str], set[int] | None, int | None]:
         prof = spec.profile
-        if prof is None or prof.vcpu is None:
+        if prof is None:
             return {}, None, None
+        mem = int(prof.memory_gib * 1024**3) if prof.memory_gib else None
+        if prof.vcpu is None:
+            return {}, None, mem
         n = min(prof.vcpu, len(self._cpus))
         start = next(self._next_cpu)
         cpus = {self._cpus[(start + i) % len(self._cpus)] for i in range(n)}
-        env = {var: str(n) for var in _THREAD_VARS}
-        mem = int(prof.memory_gib * 1024**3) if prof.memory_gib else None
-        return env, cpus, mem
+        return {var: str(n) for var in _THREAD_VARS}, cpus, mem
 
     async def start_instance(self, spec: InstanceSpec) -> FrameInstance | HttpInstance:
         limit_env, cpus, mem = self._limits(spec)
@@ -208,6 +216,14 @@ class LocalBackend:
                 return HttpInstance(spec.instance_id, proc, port)
             sock = self.run_dir / f"{spec.instance_id}.sock"
             sock.unlink(missing_ok=True)
+            if spec.warm_start:
+                forked = await self.zygotes.fork(spec.runtime, {
+                    "model_dir": str(spec.model_dir), "socket": str(sock),
+                    "log": str(spec.log_path or os.devnull),
+                    "env": {**spec.environment, "MOORAGE_INSTANCE_ID": spec.instance_id,
+                            "SM_MODEL_DIR": str(spec.model_dir)},
+                    "mem_bytes": mem, "cpus": sorted(cpus) if cpus else None})
+                return FrameInstance(spec.instance_id, forked, sock)
             cmd = [self.python, "-m", "moorage.runtime", "--kind", spec.runtime,
                    "--model-dir", str(spec.model_dir), "--socket", str(sock)]
             proc = self._spawn(cmd, env, spec, log, cpus, mem)

@@ -19,12 +19,13 @@ class EndpointConfigService(ServiceBase):
             raise ValidationException(f"Variant names must be unique; got {', '.join(names)}.")
         for v in variants:
             if v.get("ServerlessConfig"):
+                check_serverless(v)
+            elif "InstanceType" not in v or "InitialInstanceCount" not in v:
                 raise ValidationException(
-                    f"Variant {v['VariantName']}: ServerlessConfig is not supported yet.")
-            if "InstanceType" not in v or "InitialInstanceCount" not in v:
-                raise ValidationException(
-                    f"Variant {v['VariantName']}: InstanceType and InitialInstanceCount are required.")
-            profile(v["InstanceType"])
+                    f"Variant {v['VariantName']}: InstanceType and InitialInstanceCount are required "
+                    "(or ServerlessConfig for a serverless variant).")
+            else:
+                profile(v["InstanceType"])
             if not v.get("ModelName"):
                 raise ValidationException(f"Variant {v['VariantName']}: ModelName is required.")
             self.require(v["ModelName"], "Model")
@@ -57,3 +58,22 @@ class EndpointConfigService(ServiceBase):
         items, token = page(self.store.list(self.kind), params, lambda r: {
             "EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created})
         return {"EndpointConfigs": items, **({"NextToken": token} if token else {})}
+
+
+def check_serverless(variant: dict[str, Any]) -> None:
+    """What botocore's ranges do not say: no instance fields beside ServerlessConfig, memory in
+    1 GB steps, provisioned concurrency within MaxConcurrency."""
+    name, sl = variant["VariantName"], variant["ServerlessConfig"]
+    both = [f for f in ("InstanceType", "InitialInstanceCount") if f in variant]
+    if both:
+        raise ValidationException(
+            f"Variant {name}: ServerlessConfig cannot be combined with {' and '.join(both)}; "
+            "a serverless variant has no instances of its own.")
+    if sl["MemorySizeInMB"] % 1024:
+        raise ValidationException(
+            f"Variant {name}: MemorySizeInMB must be one of 1024, 2048, 3072, 4096, 5120 or 6144; "
+            f"got {sl['MemorySizeInMB']}.")
+    if sl.get("ProvisionedConcurrency", 0) > sl["MaxConcurrency"]:
+        raise ValidationException(
+            f"Variant {name}: ProvisionedConcurrency ({sl['ProvisionedConcurrency']}) cannot exceed "
+            f"MaxConcurrency ({sl['MaxConcurrency']}).")

@@ -17,7 +17,7 @@ from moorage.control.listing import page
 from moorage.control.models import container_spec
 from moorage.errors import (InvokeValidationError, MoorageError, ResourceLimitExceeded,
                             ValidationException)
-from moorage.resources.hosting import (FleetSpec, VariantSpec, fleet_from_dict, fleet_to_dict,
+from moorage.resources.hosting import (FleetSpec, ServerlessSpec, VariantSpec, fleet_from_dict, fleet_to_dict,
                                        with_capacity)
 from moorage.resources.status import SERVING, EndpointStatus as S
 from moorage.serving.pool import DeploymentFailed
@@ -42,10 +42,14 @@ class EndpointService(ServiceBase):
         for v in config["ProductionVariants"]:
             model = self.require(v["ModelName"], "Model").doc
             container = model.get("PrimaryContainer") or model["Containers"][0]
+            sl = v.get("ServerlessConfig")
+            serverless = ServerlessSpec(sl["MemorySizeInMB"], sl["MaxConcurrency"],
+                                        sl.get("ProvisionedConcurrency", 0)) if sl else None
             variants.append(VariantSpec(
                 name=v["VariantName"], model_name=v["ModelName"], container=container_spec(container),
-                instance_type=v["InstanceType"], instance_count=int(v["InitialInstanceCount"]),
-                weight=float(v.get("InitialVariantWeight", 1.0))))
+                instance_type=v.get("InstanceType", ""),
+                instance_count=serverless.provisioned if serverless else int(v["InitialInstanceCount"]),
+                weight=float(v.get("InitialVariantWeight", 1.0)), serverless=serverless))
         return FleetSpec(config["EndpointConfigName"], tuple(variants))
 
     def _summaries(self, spec: FleetSpec, current: FleetSpec | None, images: dict[str, str],
@@ -53,15 +57,24 @@ class EndpointService(ServiceBase):
         out = []
         for v in spec.variants:
             cur = current.variant(v.name) if current else None
-            out.append({
+            summary: dict[str, Any] = {
                 "VariantName": v.name,
                 "DeployedImages": [{"SpecifiedImage": images.get(v.name, ""),
                                     "ResolvedImage": images.get(v.name, ""), "ResolutionTime": now}],
                 "CurrentWeight": cur.weight if cur else 0.0,
                 "DesiredWeight": v.weight,
-                "CurrentInstanceCount": cur.instance_count if cur else 0,
-                "DesiredInstanceCount": v.instance_count,
-            })
+            }
+            if v.serverless is None:
+                summary["CurrentInstanceCount"] = cur.instance_count if cur else 0
+                summary["DesiredInstanceCount"] = v.instance_count
+            else:
+                sl = {"MemorySizeInMB": v.serverless.memory_mb, "MaxConcurrency": v.serverless.max_concurrency}
+                if v.serverless.provisioned:
+                    sl["ProvisionedConcurrency"] = v.serverless.provisioned
+                summary["DesiredServerlessConfig"] = sl
+                if cur is not None:
+                    summary["CurrentServerlessConfig"] = sl
+            out.append(summary)
         return out
 
     def _images(self, spec: FleetSpec) -> dict[str, str]:
@@ -168,7 +181,7 @@ class EndpointService(ServiceBase):
         if fleet is not None:  # live instance counts: a replaced instance shows while it starts
             for v in doc.get("ProductionVariants", []):
                 pool = fleet.pools.get(v["VariantName"])
-                if pool is not None:
+                if pool is not None and "CurrentInstanceCount" in v:
                     v["CurrentInstanceCount"] = len(pool.ready)
         return doc
 
@@ -248,6 +261,9 @@ class EndpointService(ServiceBase):
                     f"Variant {vname}: specify DesiredWeight, DesiredInstanceCount or both.")
             if "DesiredWeight" in item:
                 weights[vname] = float(item["DesiredWeight"])
+            if "DesiredInstanceCount" in item and current.variant(vname).serverless is not None:
+                raise ValidationException(
+                    f"Variant {vname} is serverless: it has no DesiredInstanceCount to change.")
             if "DesiredInstanceCount" in item:
                 if item["DesiredInstanceCount"] < 1:
                     raise ValidationException(

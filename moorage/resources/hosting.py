@@ -15,13 +15,23 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class ServerlessSpec:
+    """A serverless variant: instances start on demand, one invocation at a time each."""
+
+    memory_mb: int
+    max_concurrency: int
+    provisioned: int = 0
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     name: str
     model_name: str
     container: ContainerSpec
-    instance_type: str
-    instance_count: int
+    instance_type: str  # "" for serverless variants
+    instance_count: int  # serverless: the provisioned (always warm) instances
     weight: float
+    serverless: ServerlessSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,10 @@ def fleet_from_dict(data: dict) -> FleetSpec:
         container = ContainerSpec(runtime=c["runtime"], command=tuple(c["command"]),
                                   model_data_url=c["model_data_url"],
                                   environment=tuple(tuple(kv) for kv in c["environment"]))
+        sl = v.get("serverless")
         variants.append(VariantSpec(v["name"], v["model_name"], container, v["instance_type"],
-                                    int(v["instance_count"]), float(v["weight"])))
+                                    int(v["instance_count"]), float(v["weight"]),
+                                    ServerlessSpec(**sl) if sl else None))
     return FleetSpec(data["config_name"], tuple(variants))
 
 

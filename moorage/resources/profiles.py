@@ -66,3 +66,9 @@ def profile(instance_type: str) -> Profile:
             f"Value '{instance_type}' at 'instanceType' failed to satisfy constraint: "
             f"Member must be one of the instance types Moorage knows: {', '.join(CATALOG)}."
         ) from None
+
+
+def serverless_profile(memory_mb: int) -> Profile:
+    """A serverless instance: its memory is MemorySizeInMB; CPU is shared (SageMaker scales
+    vCPU with memory, which one machine cannot)."""
+    return Profile(f"serverless-{memory_mb}", None, memory_mb / 1024, 0, 0.0)

@@ -21,16 +21,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--socket", required=True)
     args = ap.parse_args(argv)
 
+    serve_model(args.kind, args.model_dir, args.socket)
+
+
+def serve_model(kind: str, model_dir: Path, socket_path: str) -> None:
+    """Load the model, then answer frames on ``socket_path`` until SIGTERM."""
     from moorage.runtime.base import load_runtime
     from moorage.runtime.server import serve
 
-    runtime = load_runtime(args.kind, args.model_dir, dict(os.environ))
+    runtime = load_runtime(kind, model_dir, dict(os.environ))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         import uvloop
-        uvloop.run(serve(runtime, args.socket))
     except ImportError:  # uvloop is optional: the plain loop is correct, only slower
-        asyncio.run(serve(runtime, args.socket))
+        asyncio.run(serve(runtime, socket_path))
+    else:
+        uvloop.run(serve(runtime, socket_path))
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from enum import Enum
 from pathlib import Path
 from typing import Callable
 
 from moorage.backends.base import Backend, InstanceGone, InstanceHandle, InstanceSpec, Reply
-from moorage.errors import InvokeThrottled
+from moorage.errors import InvokeThrottled, ModelError, PayloadTooLarge
 from moorage.resources.hosting import VariantSpec
-from moorage.resources.profiles import profile
+from moorage.resources.profiles import profile, serverless_profile
 from moorage.serving.balancer import least_outstanding
 from moorage.serving.health import Verdict, assess
 from moorage.settings import Settings
@@ -62,7 +63,8 @@ def _log_tail(path: Path, limit: int = 800) -> str:
 class VariantPool:
     def __init__(self, endpoint: str, spec: VariantSpec, model_dir: Path | None,
                  backend: Backend, settings: Settings, log_dir: Path,
-                 on_size: Callable[[str, str, int], None] | None = None) -> None:
+                 on_size: Callable[[str, str, int], None] | None = None,
+                 on_cold_start: Callable[[str, str, float], None] | None = None) -> None:
         self.endpoint = endpoint
         self.spec = spec
         self.model_dir = model_dir
@@ -73,6 +75,7 @@ class VariantPool:
         self._settings = settings
         self._log_dir = log_dir
         self._on_size = on_size
+        self._on_cold_start = on_cold_start
         self._rr = itertools.count()
         self._ready_event = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
@@ -83,6 +86,8 @@ class VariantPool:
     # -- the hot path --------------------------------------------------------------------
     async def invoke(self, content_type: bytes, accept: bytes, attrs: bytes, body: bytes,
                      timeout: float) -> Reply:
+        if self.spec.serverless is not None:
+            return await self._invoke_serverless(content_type, accept, attrs, body, timeout)
         ready = self.ready
         if not ready:
             ready = await self._wait_ready(timeout)
@@ -107,6 +112,47 @@ class VariantPool:
             r.outstanding -= 1
             r.last_progress = self._loop.time()
 
+    async def _invoke_serverless(self, content_type: bytes, accept: bytes, attrs: bytes,
+                                 body: bytes, timeout: float) -> Reply:
+        """One invocation per instance at a time: an idle instance takes it, else a new one
+        starts for it (a cold start the request waits for), up to MaxConcurrency; past that,
+        429 ThrottlingException."""
+        cap = self._settings.serverless_max_payload_bytes
+        if len(body) > cap:
+            raise PayloadTooLarge(f"Request payload of {len(body)} bytes exceeds the maximum of "
+                                  f"{cap} bytes for a serverless endpoint.")
+        sl = self.spec.serverless
+        assert sl is not None
+        r = next((x for x in self.ready if x.outstanding == 0), None)
+        cold_ms = 0.0
+        if r is None:
+            live = sum(x.state in (ReplicaState.STARTING, ReplicaState.READY) for x in self.replicas)
+            if live >= sl.max_concurrency:
+                raise InvokeThrottled(
+                    f"Variant {self.spec.name} is at its MaxConcurrency of {sl.max_concurrency} "
+                    "concurrent invocations. Retry with backoff.")
+            t0 = time.perf_counter()  # the loop's clock ticks in whole milliseconds
+            try:
+                r = await self._start_one(reserve=True)
+            except DeploymentFailed as exc:
+                raise ModelError(f"The serverless instance for variant {self.spec.name} failed to "
+                                 f"start: {exc}", original_status=500, original_message=str(exc)) from None
+            cold_ms = (time.perf_counter() - t0) * 1000
+            if self._on_cold_start:
+                self._on_cold_start(self.endpoint, self.spec.name, cold_ms)
+        else:
+            r.outstanding += 1
+        r.last_progress = self._loop.time()
+        try:
+            reply = await r.handle.invoke(content_type, accept, attrs, body, timeout)
+        except InstanceGone:
+            self._lost(r)
+            raise
+        finally:
+            r.outstanding -= 1
+            r.last_progress = self._loop.time()
+        return reply._replace(cold_start_ms=cold_ms) if cold_ms else reply
+
     async def _wait_ready(self, timeout: float) -> list[Replica]:
         try:
             await asyncio.wait_for(self._ready_event.wait(), timeout)
@@ -118,6 +164,8 @@ class VariantPool:
     async def scale_to(self, n: int) -> None:
         """Bring the pool to ``n`` ready instances. Raises DeploymentFailed if a new one fails."""
         self.desired = n
+        if self.spec.serverless is not None:
+            self._backend.prewarm(self.spec.container.runtime)
         live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
         if len(live) < n:
             results = await asyncio.gather(*(self._start_one() for _ in range(n - len(live))),
@@ -132,14 +180,18 @@ class VariantPool:
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._watch(), name=f"pool-{self.endpoint}-{self.spec.name}")
 
-    async def _start_one(self) -> Replica:
+    async def _start_one(self, reserve: bool = False) -> Replica:
+        """Start one instance and wait for its first passing ping. ``reserve`` hands it over
+        with one request already counted, so no other request can take it first."""
         iid = uuid.uuid4().hex[:12]
         log_path = self._log_dir / f"{iid}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         c = self.spec.container
+        sl = self.spec.serverless
         spec = InstanceSpec(instance_id=iid, runtime=c.runtime, model_dir=self.model_dir,
                             command=c.command, environment=dict(c.environment),
-                            profile=profile(self.spec.instance_type), log_path=log_path)
+                            profile=serverless_profile(sl.memory_mb) if sl else profile(self.spec.instance_type),
+                            log_path=log_path, warm_start=sl is not None and c.runtime != "command")
         try:
             handle = await self._backend.start_instance(spec)
         except InstanceGone as exc:
@@ -169,6 +221,9 @@ class VariantPool:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         rep.state = ReplicaState.READY
+        rep.last_progress = self._loop.time()
+        if reserve:
+            rep.outstanding = 1
         self.ready = [*self.ready, rep]  # copy-on-write: the hot path iterates without locks
         self._ready_event.set()
         self._size_changed()
@@ -232,6 +287,17 @@ class VariantPool:
             self._monitor.cancel()
         await asyncio.gather(*(self._retire(r) for r in list(self.replicas)))
 
+    def _scale_in_idle(self, now: float) -> None:
+        """Serverless: stop instances idle for serverless_idle_seconds, down to the provisioned."""
+        live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
+        excess = len(live) - self.desired
+        idle_for = self._settings.serverless_idle_seconds
+        for rep in [r for r in self.ready if r.outstanding == 0 and now - r.last_progress > idle_for]:
+            if excess <= 0:
+                break
+            excess -= 1
+            asyncio.create_task(self._retire(rep))
+
     # -- health ----------------------------------------------------------------------------
     async def _watch(self) -> None:
         s = self._settings
@@ -244,6 +310,8 @@ class VariantPool:
             do_ping = now - last_ping >= s.health_check_interval_seconds
             if do_ping:
                 last_ping = now
+            if self.spec.serverless is not None:
+                self._scale_in_idle(now)
             for rep in [r for r in self.replicas if r.state is ReplicaState.READY]:
                 ping_ok = None
                 exited = rep.handle.exited() is not None

@@ -85,12 +85,17 @@ class Router:
                     raise DeploymentFailed(f"Variant {v.name}: {exc}") from exc
                 pools[v.name] = VariantPool(endpoint, v, model_dir, self._backend, self._settings,
                                             self._log_root / endpoint / v.name,
-                                            on_size=self._metrics.set_instance_count)
+                                            on_size=self._metrics.set_instance_count,
+                                            on_cold_start=self._cold_start)
             await asyncio.gather(*(pools[v.name].scale_to(v.instance_count) for v in spec.variants))
         except BaseException:
             await asyncio.gather(*(p.close() for p in pools.values()), return_exceptions=True)
             raise
         return Fleet(spec, pools)
+
+    def _cold_start(self, endpoint: str, variant: str, ms: float) -> None:
+        # SageMaker's serverless ModelSetupTime, in microseconds
+        self._metrics.record_value(endpoint, variant, "ModelSetupTime", ms * 1000, unit="Microseconds")
 
     def activate(self, endpoint: str, fleet: Fleet) -> Fleet | None:
         old = self.fleets.get(endpoint)

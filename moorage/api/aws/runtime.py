@@ -89,5 +89,7 @@ async def invoke(router: Router, cap: int, scope: dict[str, Any], receive: Any, 
            (b"content-length", str(len(reply.body)).encode())]
     if reply.custom_attributes:
         out.append((b"x-amzn-sagemaker-custom-attributes", reply.custom_attributes))
+    if reply.cold_start_ms:  # this serverless invocation waited for its instance to start
+        out.append((b"x-moorage-cold-start-ms", f"{reply.cold_start_ms:.1f}".encode()))
     await send({"type": "http.response.start", "status": 200, "headers": out})
     await send({"type": "http.response.body", "body": reply.body})
