@@ -7,6 +7,7 @@
     ├── ResourceInUse                ResourceInUse            400
     ├── ResourceLimitExceeded        ResourceLimitExceeded    400
     ├── ResourceNotFound             ResourceNotFound         400
+    ├── ObjectNotFound               ObjectNotFoundException  400  (application-autoscaling)
     ├── ThrottlingException          ThrottlingException      400 (429 on the runtime)
     ├── AuthError                    (abstract)               403
     │   ├── SignatureDoesNotMatch    SignatureDoesNotMatch    403
@@ -75,6 +76,11 @@ class ResourceLimitExceeded(MoorageError):
 
 class ResourceNotFound(MoorageError):
     aws_code = "ResourceNotFound"
+    http_status = 400
+
+
+class ObjectNotFound(MoorageError):
+    aws_code = "ObjectNotFoundException"
     http_status = 400
 
 

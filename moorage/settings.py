@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     serverless_max_payload_bytes: int = 4 * 1024 * 1024
     """Largest body a serverless variant accepts (SageMaker: 4 MB)."""
 
+    autoscaling_interval_seconds: float = 60.0
+    """How often scaling policies are evaluated (MOORAGE_AUTOSCALING_INTERVAL_SECONDS)."""
+
     health_check_interval_seconds: float = 2.0
     """How often each instance is pinged."""
 

@@ -245,13 +245,18 @@ class EndpointService(ServiceBase):
 
     async def update_endpoint_weights_and_capacities(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("UpdateEndpointWeightsAndCapacities", params)
-        name = params["EndpointName"]
+        arn = self.change_capacity(params["EndpointName"], params["DesiredWeightsAndCapacities"])
+        return {"EndpointArn": arn}
+
+    def change_capacity(self, name: str, items: list[dict[str, Any]], min_count: int = 1) -> str:
+        """Start an in-place weight/capacity change (``Updating`` until done); returns the ARN.
+        Autoscaling passes ``min_count=0``: a policy with MinCapacity 0 may empty a variant."""
         rec = self._require_in_service(name)
         current = fleet_from_dict(rec.doc["_fleet"])
         weights: dict[str, float] = {}
         counts: dict[str, int] = {}
         missing = []
-        for item in params["DesiredWeightsAndCapacities"]:
+        for item in items:
             vname = item["VariantName"]
             if current.variant(vname) is None:
                 missing.append(vname)
@@ -265,9 +270,9 @@ class EndpointService(ServiceBase):
                 raise ValidationException(
                     f"Variant {vname} is serverless: it has no DesiredInstanceCount to change.")
             if "DesiredInstanceCount" in item:
-                if item["DesiredInstanceCount"] < 1:
+                if item["DesiredInstanceCount"] < min_count:
                     raise ValidationException(
-                        f"Variant {vname}: DesiredInstanceCount must be at least 1.")
+                        f"Variant {vname}: DesiredInstanceCount must be at least {min_count}.")
                 counts[vname] = int(item["DesiredInstanceCount"])
         if missing:
             raise ValidationException(
@@ -286,7 +291,7 @@ class EndpointService(ServiceBase):
             d.pop("FailureReason", None)
         self._write(name, S.UPDATING, change)
         self._run(name, self._apply_capacity(name))
-        return {"EndpointArn": rec.arn}
+        return rec.arn
 
     async def _apply_capacity(self, name: str) -> None:
         """In place: scale up, then move weights, then scale down; never a moment without capacity."""

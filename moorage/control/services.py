@@ -12,6 +12,7 @@ from moorage.artifacts import fetch_model_data, model_data_exists
 from moorage.backends.base import Backend
 from moorage.backends.local import LocalBackend
 from moorage.clock import Clock, SystemClock
+from moorage.control.autoscaling import AutoscalingService
 from moorage.control.endpoint_configs import EndpointConfigService
 from moorage.control.endpoints import EndpointService
 from moorage.control.keys import KeyService
@@ -35,14 +36,17 @@ class Services:
     endpoint_configs: EndpointConfigService
     endpoints: EndpointService
     keys: KeyService
+    autoscaling: AutoscalingService
     #: service → operation name → handler taking and returning wire-shaped dicts
     operations: dict[str, dict[str, Operation]] = field(default_factory=lambda: {
         "sagemaker": {}, "application-autoscaling": {}, "batch": {}})
 
     async def start(self) -> None:
         await self.endpoints.recover()
+        self.autoscaling.start()
 
     async def stop(self) -> None:
+        await self.autoscaling.stop()
         await self.router.close()
 
 
@@ -69,7 +73,8 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
     endpoints = EndpointService(store, clock, settings, router)
     router.on_missing = endpoints.invoke_error
     svc = Services(settings, store, clock, metrics, router, models, configs, endpoints,
-                   KeyService(store, clock))
+                   KeyService(store, clock),
+                   AutoscalingService(store, clock, settings, endpoints, metrics))
     for service in (models, configs, endpoints):
         for attr in dir(service):
             if attr.startswith("_"):
@@ -77,4 +82,9 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
             op = "".join(part.capitalize() for part in attr.split("_"))
             if op.startswith(("Create", "Describe", "Delete", "List", "Update")):
                 svc.operations["sagemaker"][op] = getattr(service, attr)
+    svc.operations["application-autoscaling"] = {
+        "".join(part.capitalize() for part in attr.split("_")): getattr(svc.autoscaling, attr)
+        for attr in ("register_scalable_target", "deregister_scalable_target",
+                     "describe_scalable_targets", "put_scaling_policy", "delete_scaling_policy",
+                     "describe_scaling_policies", "describe_scaling_activities")}
     return svc

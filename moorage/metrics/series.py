@@ -155,6 +155,16 @@ class MetricsRegistry:
     def metric_names(self) -> list[str]:
         return list(BUILTIN) + sorted(self._units)
 
+    def invocations_total(self, endpoint: str, variant: str) -> int:
+        """Invocations routed to a variant since the server started (for rates)."""
+        series = self._series.get((endpoint, variant))
+        return series.inv if series else 0
+
+    def gauge(self, endpoint: str, variant: str, metric_name: str) -> float | None:
+        """The last value set with ``set_gauge``, or None."""
+        series = self._series.get((endpoint, variant))
+        return series.gauges.get(metric_name) if series else None
+
     def totals(self) -> Iterator[tuple[str, str, Any]]:
         """(endpoint, variant, running totals) for exposition; do not mutate."""
         for (e, v), s in sorted(self._series.items()):

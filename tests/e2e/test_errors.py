@@ -171,6 +171,6 @@ def test_batch_and_autoscaling_clients_get_clear_errors(server) -> None:
     assert "describejobqueues" in str(exc.value)
     scaling = server.client("application-autoscaling")
     with pytest.raises(ClientError) as exc:
-        scaling.describe_scalable_targets(ServiceNamespace="sagemaker")
+        scaling.describe_scheduled_actions(ServiceNamespace="sagemaker")
     assert _code(exc) == ("UnknownOperationException", 400)
-    assert "DescribeScalableTargets" in str(exc.value)
+    assert "DescribeScheduledActions" in str(exc.value)
