@@ -99,10 +99,14 @@ class VariantPool:
             raise InvokeThrottled(
                 f"Too many requests for variant {self.spec.name}: its instances have "
                 f"{self._max_queued} invocations each in flight. Retry with backoff.")
-        now = self._loop.time()
         if r.outstanding == 0:
-            r.last_progress = now
+            r.last_progress = self._loop.time()
         r.outstanding += 1
+        return await self._forward(r, content_type, accept, attrs, body, timeout)
+
+    async def _forward(self, r: Replica, content_type: bytes, accept: bytes, attrs: bytes,
+                       body: bytes, timeout: float) -> Reply:
+        """Send to ``r``, whose ``outstanding`` the caller already counted this request in."""
         try:
             return await r.handle.invoke(content_type, accept, attrs, body, timeout)
         except InstanceGone:
@@ -143,14 +147,7 @@ class VariantPool:
         else:
             r.outstanding += 1
         r.last_progress = self._loop.time()
-        try:
-            reply = await r.handle.invoke(content_type, accept, attrs, body, timeout)
-        except InstanceGone:
-            self._lost(r)
-            raise
-        finally:
-            r.outstanding -= 1
-            r.last_progress = self._loop.time()
+        reply = await self._forward(r, content_type, accept, attrs, body, timeout)
         return reply._replace(cold_start_ms=cold_ms) if cold_ms else reply
 
     async def _wait_ready(self, timeout: float) -> list[Replica]:
