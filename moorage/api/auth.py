@@ -32,10 +32,20 @@ class Authenticator:
                               mismatch_error=SignatureDoesNotMatch)
 
     def authenticate(self, scope: dict[str, Any], body: bytes, *, json_protocol: bool = False) -> Key:
+        verifier = self._json if json_protocol else self._rest
+        fast = verifier.verify_fast(scope["method"], scope["raw_path"], scope["query_string"],
+                                    scope["headers"], body)
+        if fast is not None:
+            access_key_id, signed = fast
+            if json_protocol and "x-amz-target" not in signed.split(";"):
+                raise InvalidSignature("The X-Amz-Target header must be signed.")
+            key = self._keys.lookup(access_key_id)
+            if key is not None:
+                return key
         req = SignedRequest(method=scope["method"], path=scope["raw_path"].decode("latin-1"),
                             query=scope["query_string"].decode("latin-1"), headers=scope["headers"],
                             body=body)
-        principal = (self._json if json_protocol else self._rest).verify(req)
+        principal = verifier.verify(req)
         if json_protocol and "x-amz-target" not in principal.signed_headers:
             raise InvalidSignature("The X-Amz-Target header must be signed.")
         key = self._keys.lookup(principal.access_key_id)

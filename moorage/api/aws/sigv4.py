@@ -43,6 +43,9 @@ _PLAIN_PATH = re.compile(rf"/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?\Z")
 # A query whose pairs are already RFC 3986 encoded (what botocore sends) needs no re-encoding.
 _CANON_QUERY = re.compile(r"(?:[A-Za-z0-9_.~=&-]|%[0-9A-F]{2})*\Z")
 _KEY_CACHE_MAX = 512
+_PLAIN_PATH_BYTES = re.compile(_PLAIN_PATH.pattern.encode())
+_EMPTY_SHA256_BYTES = EMPTY_SHA256.encode()
+_FAST_PREFIX = b"AWS4-HMAC-SHA256 Credential="
 
 Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
@@ -173,6 +176,8 @@ class Verifier:
         self._mismatch = mismatch_error
         #: (secret, date, region, service) → signing key; the HMAC chain costs four HMACs
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        #: the same → an HMAC keyed with it, copied per request (cheaper than re-keying)
+        self._macs: dict[tuple[str, str, str, str], hmac.HMAC] = {}
 
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
         cache_key = (secret, date, region, service)
@@ -185,6 +190,64 @@ class Verifier:
                 self._keys.clear()
             self._keys[cache_key] = key
         return key
+
+    def verify_fast(self, method: str, raw_path: bytes, query: bytes,
+                    headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[str, str] | None:
+        """The hot path for what boto3 sends most: a header-signed request with no query string,
+        a plain path and no repeated headers, checked on bytes without building any objects.
+
+        Returns (access key id, SignedHeaders) when the signature is valid. Returns None for
+        anything else — another request shape, or a signature that does not match — and the
+        caller then runs :meth:`verify`, which decides and words the error. A clock-skew
+        violation raises here directly, as :meth:`verify` would.
+        """
+        if query or not _PLAIN_PATH_BYTES.match(raw_path):
+            return None
+        hdrs = dict(headers)
+        auth = hdrs.get(b"authorization")
+        stamp = hdrs.get(b"x-amz-date")
+        if auth is None or stamp is None or len(hdrs) != len(headers) or not auth.startswith(_FAST_PREFIX):
+            return None
+        parts = auth[len(_FAST_PREFIX):].split(b", ")
+        if len(parts) != 3 or not parts[1].startswith(b"SignedHeaders=") or not parts[2].startswith(b"Signature="):
+            return None
+        scope = parts[0].split(b"/")
+        signed = parts[1][14:]
+        names = signed.split(b";")
+        if len(scope) != 5 or scope[4] != b"aws4_request" or scope[1] != stamp[:8] or b"host" not in names:
+            return None
+        canon = []
+        for name in names:
+            value = hdrs.get(name)
+            if value is None:
+                return None
+            if b"  " in value or value[:1] == b" " or value[-1:] == b" ":
+                value = b" ".join(value.split())
+            canon.append(b"%s:%s\n" % (name, value))
+        payload = sha256(body).hexdigest().encode() if body else _EMPTY_SHA256_BYTES
+        claimed = hdrs.get(b"x-amz-content-sha256")
+        if claimed is not None and claimed.lower() != payload:
+            return None
+        stamp_text = stamp.decode("latin-1")
+        self._check_time(stamp_text, _parse_amz_date(stamp_text), None)
+        access_key, date, region, service = (p.decode("latin-1") for p in scope[:4])
+        secret = self._lookup(access_key)
+        if secret is None:
+            return None
+        cache_key = (secret, date, region, service)
+        mac = self._macs.get(cache_key)
+        if mac is None:
+            if len(self._macs) >= _KEY_CACHE_MAX:
+                self._macs.clear()
+            mac = self._macs[cache_key] = hmac.new(self.signing_key(*cache_key), digestmod=sha256)
+        creq = b"%s\n%s\n\n%s\n%s\n%s" % (method.encode("latin-1"), raw_path, b"".join(canon), signed,
+                                           claimed or payload)
+        sts = b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (stamp, b"/".join(scope[1:]), sha256(creq).hexdigest().encode())
+        h = mac.copy()
+        h.update(sts)
+        if not hmac.compare_digest(h.hexdigest().encode(), parts[2][10:]):
+            return None
+        return access_key, signed.decode("latin-1")
 
     def verify(self, req: SignedRequest) -> Principal:
         """The signer, or an AuthError. Checks run cheapest first; the secret is looked up last."""

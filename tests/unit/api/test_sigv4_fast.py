@@ -1,0 +1,74 @@
+"""The bytes-only fast path agrees with the general verifier: it accepts exactly what botocore
+signs, and hands everything else (tampering, unusual shapes) back to the general path."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from moorage.api.aws.sigv4 import SignedRequest, Verifier
+from moorage.errors import InvalidSignature
+
+KEYS = {"AKIDFAST": "fast-secret"}
+
+
+def _verifier(now: float) -> Verifier:
+    return Verifier(KEYS.get, clock=lambda: now)
+
+
+def _signed(path: str, body: bytes, headers: dict[str, str]) -> tuple[list[tuple[bytes, bytes]], float]:
+    req = AWSRequest(method="POST", url=f"http://127.0.0.1:8080{path}", data=body, headers=headers)
+    SigV4Auth(Credentials("AKIDFAST", "fast-secret"), "sagemaker", "us-east-1").add_auth(req)
+    req.headers["Host"] = "127.0.0.1:8080"
+    from moorage.api.aws.sigv4 import _parse_amz_date
+    stamp = req.headers["X-Amz-Date"]
+    asgi = [(k.lower().encode(), v.encode() if isinstance(v, str) else v) for k, v in req.headers.items()]
+    if not any(k == b"host" for k, _ in asgi):
+        asgi.append((b"host", b"127.0.0.1:8080"))
+    return asgi, _parse_amz_date(stamp)
+
+
+CASES = [
+    ("/endpoints/lr/invocations", b"1.0,2.0\n", {"Content-Type": "text/csv"}),
+    ("/endpoints/lr/invocations", b"", {"Content-Type": "text/csv"}),
+    ("/endpoints/my-ep/invocations", b'{"x": 1}', {"Content-Type": "application/json",
+                                                  "X-Amzn-SageMaker-Custom-Attributes": "a=1  b=2"}),
+    ("/", b"{}", {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"}),
+]
+
+
+@pytest.mark.parametrize("path, body, headers", CASES)
+def test_fast_path_accepts_what_botocore_signs(path: str, body: bytes, headers: dict[str, str]) -> None:
+    asgi, now = _signed(path, body, headers)
+    v = _verifier(now)
+    fast = v.verify_fast("POST", path.encode(), b"", asgi, body)
+    assert fast is not None and fast[0] == "AKIDFAST"
+    general = v.verify(SignedRequest("POST", path, "", asgi, body=body))
+    assert ";".join(general.signed_headers) == fast[1]
+
+
+def test_fast_path_refuses_tampering_and_defers_to_the_general_path() -> None:
+    path, body, headers = CASES[0]
+    asgi, now = _signed(path, body, headers)
+    v = _verifier(now)
+    assert v.verify_fast("POST", path.encode(), b"", asgi, body + b"x") is None  # body changed
+    assert v.verify_fast("PUT", path.encode(), b"", asgi, body) is None  # method changed
+    changed = [(k, b"text/plain") if k == b"content-type" else (k, val) for k, val in asgi]
+    assert v.verify_fast("POST", path.encode(), b"", changed, body) is None  # signed header changed
+    with pytest.raises(InvalidSignature):
+        v.verify(SignedRequest("POST", path, "", changed, body=body))
+    unknown = Verifier({}.get, clock=lambda: now)
+    assert unknown.verify_fast("POST", path.encode(), b"", asgi, body) is None  # unknown key
+    # shapes it does not handle go to the general path untouched
+    assert v.verify_fast("POST", path.encode(), b"a=1", asgi, body) is None
+    assert v.verify_fast("POST", b"/endpoints/a%20b/invocations", b"", asgi, body) is None
+    assert v.verify_fast("POST", path.encode(), b"", asgi + [(b"content-type", b"x")], body) is None
+
+
+def test_fast_path_enforces_the_skew_window() -> None:
+    path, body, headers = CASES[0]
+    asgi, signed_at = _signed(path, body, headers)
+    with pytest.raises(InvalidSignature, match="Signature expired"):
+        _verifier(signed_at + 16 * 60).verify_fast("POST", path.encode(), b"", asgi, body)
