@@ -17,10 +17,15 @@ from moorage.cli.signing import SigV4, load_credentials
 #: set by the --credentials-file global option
 CREDENTIALS_FILE: list[Path | None] = [None]
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 URL_OPTION = typer.Option("http://127.0.0.1:8080", "--url", envvar="MOORAGE_URL",
                           help="Moorage server URL.")
+
+
+def fail(text: str) -> None:
+    """An error line on stderr. Server text is data: it is never read as rich markup."""
+    err.print(text, style="red", markup=False, highlight=False)
 
 
 class Api:
@@ -33,14 +38,14 @@ class Api:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            err.print(f"[red]cannot reach the server: {exc}[/red]")
+            fail(f"cannot reach the server: {exc}")
             raise typer.Exit(2) from None
         if r.status_code >= 400:
             try:
                 doc = r.json()
-                err.print(f"[red]{doc.get('__type', r.status_code)}: {doc.get('message', r.text)}[/red]")
+                fail(f"{doc.get('__type', r.status_code)}: {doc.get('message', r.text)}")
             except ValueError:
-                err.print(f"[red]HTTP {r.status_code}: {r.text}[/red]")
+                fail(f"HTTP {r.status_code}: {r.text}")
             raise typer.Exit(1)
         return r.json() if r.content else {}
 
@@ -76,7 +81,7 @@ def wait_for(api: Api, name: str, timeout: float = 600) -> dict[str, Any]:
             if d["EndpointStatus"] in ("InService", "Failed"):
                 return d
             if time.monotonic() > deadline:
-                err.print(f"[red]endpoint {name} still {d['EndpointStatus']}[/red]")
+                fail(f"endpoint {name} still {d['EndpointStatus']}")
                 raise typer.Exit(1)
             time.sleep(0.5)
 
@@ -201,9 +206,9 @@ def register(app: typer.Typer) -> None:
             headers["X-Amzn-SageMaker-Target-Variant"] = target_variant
         r = Api(url).http.post(f"/endpoints/{name}/invocations", content=data, headers=headers)
         if r.status_code >= 400:
-            err.print(f"[red]{r.headers.get('x-amzn-errortype', r.status_code)}: {r.text}[/red]")
+            fail(f"{r.headers.get('x-amzn-errortype', r.status_code)}: {r.text}")
             raise typer.Exit(1)
-        err.print(f"variant: {r.headers.get('x-amzn-invoked-production-variant')}")
+        err.print(f"variant: {r.headers.get('x-amzn-invoked-production-variant')}", markup=False)
         sys.stdout.write(r.text)
 
     keys = typer.Typer(help="Access keys (admin, or invoke-only for some endpoints).", no_args_is_help=True)

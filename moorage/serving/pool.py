@@ -41,12 +41,14 @@ class DeploymentFailed(Exception):
 
 
 class Replica:
-    __slots__ = ("handle", "state", "outstanding", "last_progress", "failures", "log_path")
+    __slots__ = ("handle", "state", "outstanding", "abandoned", "last_progress", "failures", "log_path")
 
     def __init__(self, handle: InstanceHandle, log_path: Path) -> None:
         self.handle = handle
         self.state = ReplicaState.STARTING
         self.outstanding = 0
+        #: requests the router gave up on (timed out) that the instance may still be computing
+        self.abandoned = 0
         self.last_progress = 0.0
         self.failures = 0
         self.log_path = log_path
@@ -99,22 +101,31 @@ class VariantPool:
             raise InvokeThrottled(
                 f"Too many requests for variant {self.spec.name}: its instances have "
                 f"{self._max_queued} invocations each in flight. Retry with backoff.")
-        if r.outstanding == 0:
+        if r.outstanding == 0 and not r.abandoned:
             r.last_progress = self._loop.time()
         r.outstanding += 1
         return await self._forward(r, content_type, accept, attrs, body, timeout)
 
     async def _forward(self, r: Replica, content_type: bytes, accept: bytes, attrs: bytes,
                        body: bytes, timeout: float) -> Reply:
-        """Send to ``r``, whose ``outstanding`` the caller already counted this request in."""
+        """Send to ``r``, whose ``outstanding`` the caller already counted this request in.
+
+        Only an answer is progress: a timed-out request stays counted as work the instance
+        may still be doing, so an instance that stopped answering is found hung even while
+        new requests keep arriving (health.assess)."""
         try:
-            return await r.handle.invoke(content_type, accept, attrs, body, timeout)
+            reply = await r.handle.invoke(content_type, accept, attrs, body, timeout)
+        except asyncio.TimeoutError:
+            r.abandoned += 1
+            raise
         except InstanceGone:
             self._lost(r)
             raise
         finally:
             r.outstanding -= 1
-            r.last_progress = self._loop.time()
+        r.abandoned = 0
+        r.last_progress = self._loop.time()
+        return reply
 
     async def _invoke_serverless(self, content_type: bytes, accept: bytes, attrs: bytes,
                                  body: bytes, timeout: float) -> Reply:
@@ -127,7 +138,7 @@ class VariantPool:
                                   f"{cap} bytes for a serverless endpoint.")
         sl = self.spec.serverless
         assert sl is not None
-        r = next((x for x in self.ready if x.outstanding == 0), None)
+        r = next((x for x in self.ready if x.outstanding == 0 and not x.abandoned), None)
         cold_ms = 0.0
         if r is None:
             live = sum(x.state in (ReplicaState.STARTING, ReplicaState.READY) for x in self.replicas)
@@ -289,7 +300,8 @@ class VariantPool:
         live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
         excess = len(live) - self.desired
         idle_for = self._settings.serverless_idle_seconds
-        for rep in [r for r in self.ready if r.outstanding == 0 and now - r.last_progress > idle_for]:
+        for rep in [r for r in self.ready
+                    if r.outstanding == 0 and not r.abandoned and now - r.last_progress > idle_for]:
             if excess <= 0:
                 break
             excess -= 1
@@ -312,10 +324,11 @@ class VariantPool:
             for rep in [r for r in self.replicas if r.state is ReplicaState.READY]:
                 ping_ok = None
                 exited = rep.handle.exited() is not None
-                if do_ping and not exited and rep.outstanding == 0:
+                busy = rep.outstanding + rep.abandoned
+                if do_ping and not exited and busy == 0:
                     ping_ok = await rep.handle.ping(s.health_check_timeout_seconds)
                 verdict, rep.failures = assess(
-                    exited=exited, ping_ok=ping_ok, outstanding=rep.outstanding,
+                    exited=exited, ping_ok=ping_ok, outstanding=busy,
                     busy_for=self._loop.time() - rep.last_progress, failures=rep.failures,
                     threshold=s.unhealthy_threshold, hung_after=hung_after)
                 if verdict is Verdict.REPLACE and rep.state is ReplicaState.READY:

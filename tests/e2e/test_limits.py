@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +35,9 @@ def transform_fn(model, body, content_type, accept):
         return str(len(block)), "text/plain"
     if body == "slow":
         time.sleep(30)
+        return "woke up", "text/plain"
+    if body == "stuck":
+        time.sleep(300)
         return "woke up", "text/plain"
     return json.dumps({
         "affinity": sorted(os.sched_getaffinity(0)),
@@ -136,15 +139,35 @@ def test_payload_cap_is_exactly_6_mb(server, endpoints: dict[str, str]) -> None:
         r = send(CAP - 1)
         assert r.status_code == 200 and r.text == str(CAP - 1)
 
+        def chunked(size: int) -> Any:  # no Content-Length: the cap is counted while reading
+            def body() -> Any:
+                for start in range(0, size, 1 << 16):
+                    yield b"\x07" * min(1 << 16, size - start)
+            request = http.build_request(
+                "POST", f"/endpoints/{endpoints['prof']}/invocations", content=body(),
+                headers={"Content-Type": "application/octet-stream",
+                         "X-Amzn-SageMaker-Target-Variant": "local"})
+            assert "content-length" not in request.headers
+            return http.send(request)
+
+        r = chunked(CAP)
+        assert r.status_code == 200 and r.text == str(CAP)
+        r = chunked(CAP + 1)
+        assert r.status_code == 413 and r.headers["x-amzn-errortype"] == "ValidationError"
+
 
 # --- the invocation timeout --------------------------------------------------------------
 
-@pytest.fixture
-def impatient_server(tmp_path: Path):
-    srv = ServerProcess(tmp_path / "data", env={
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory: pytest.TempPathFactory):
+    """Invocations time out after 2 s; instances are pinged every 0.5 s with a 0.5 s timeout,
+    so a busy instance is judged hung after 2 + 2 * 0.5 = 3 s without progress."""
+    srv = ServerProcess(tmp_path_factory.mktemp("impatient") / "data", env={
         **ADMIN_ENV, "MOORAGE_INVOCATION_TIMEOUT_SECONDS": "2",
         "MOORAGE_HEALTH_CHECK_TIMEOUT_SECONDS": "0.5",
-        "MOORAGE_HEALTH_CHECK_INTERVAL_SECONDS": "0.5"}).start()
+        "MOORAGE_HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
+        # a sleeping instance cannot act on SIGTERM: do not wait 10 s for it at shutdown
+        "MOORAGE_INSTANCE_STOP_GRACE_SECONDS": "1"}).start()
     yield srv
     srv.stop()
 
@@ -154,6 +177,28 @@ def _instances(srv: ServerProcess, name: str) -> list[dict[str, Any]]:
         r = http.get(f"/api/endpoints/{name}/instances")
         assert r.status_code == 200, r.text
         return r.json()["Instances"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_replaced(srv: ServerProcess, name: str, old: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The one instance of ``name`` once ``old`` is gone and a new one is Ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _instances(srv, name)
+        if old["InstanceId"] not in {i["InstanceId"] for i in now} and \
+                [i["State"] for i in now] == ["Ready"]:
+            return now[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hung instance {old['InstanceId']} was not replaced in "
+                                 f"{timeout:g} s: {now}")
+        time.sleep(0.2)
 
 
 def test_invocation_timeout_and_recovery(impatient_server: ServerProcess, probe_url: str) -> None:
@@ -172,21 +217,57 @@ def test_invocation_timeout_and_recovery(impatient_server: ServerProcess, probe_
         assert doc.get("OriginalStatusCode") == 504, doc
         assert 1.9 <= elapsed <= 6, elapsed
 
-        # the hung instance (still sleeping) is replaced by a fresh one
-        deadline = time.monotonic() + 60
-        while True:
-            now = _instances(srv, "lim-slow")
-            if old["InstanceId"] not in {i["InstanceId"] for i in now} and \
-                    [i["State"] for i in now] == ["Ready"]:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"hung instance {old['InstanceId']} was not replaced: {now}")
-            time.sleep(0.2)
-        assert now[0]["Pid"] != old["Pid"]
-        t0 = time.monotonic()
+        # the hung instance (asleep for 30 s) is replaced by a fresh one well before it wakes
+        new = _wait_replaced(srv, "lim-slow", old, timeout=20)
+        assert new["Pid"] != old["Pid"]
+        deadline = time.monotonic() + 10
+        while _alive(old["Pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(old["Pid"]), "the hung instance process was left running"
         r = http.post("/endpoints/lim-slow/invocations", content=b"probe",
                       headers={"Content-Type": "text/plain"})
         assert r.status_code == 200, r.text
-        assert json.loads(r.content)["pid"] == now[0]["Pid"]
-        assert time.monotonic() - t0 < 2
+        assert json.loads(r.content)["pid"] == new["Pid"]  # answered by the fresh instance
+        points = http.get("/api/endpoints/lim-slow/metrics",
+                          params={"MetricName": "Invocation5XXErrors"}).json()["Datapoints"]
+        assert sum(p["Sum"] for p in points) == 1  # the timeout counts as a 5XX
     assert srv.client().describe_endpoint(EndpointName="lim-slow")["EndpointStatus"] == "InService"
+
+
+def test_hung_instance_under_steady_load_is_replaced(impatient_server: ServerProcess,
+                                                     probe_url: str) -> None:
+    """Traffic that keeps arriving must not keep a hung instance alive: each request times out
+    (no progress), so after 3 s the instance is hung and replaced, and requests succeed again."""
+    srv = impatient_server
+    deploy(srv.client(), "lim-stuck", probe_url, image="moorage/python", instance_type="ml.local")
+    [old] = _instances(srv, "lim-stuck")
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def call(body: bytes) -> None:
+        with srv.http() as http:
+            r = http.post("/endpoints/lim-stuck/invocations", content=body,
+                          headers={"Content-Type": "text/plain"})
+            statuses.append(r.status_code)
+
+    def load() -> None:
+        while not stop.is_set():
+            call(b"probe")
+
+    threads = [threading.Thread(target=call, args=(b"stuck",))]
+    threads[0].start()
+    time.sleep(0.2)
+    threads += [threading.Thread(target=load) for _ in range(2)]
+    for t in threads[1:]:
+        t.start()
+    try:
+        new = _wait_replaced(srv, "lim-stuck", old, timeout=15)
+        ok_before = statuses.count(200)
+        time.sleep(1.0)
+        assert statuses.count(200) > ok_before, statuses  # the new instance takes the traffic
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert new["Pid"] != old["Pid"]
+    assert 424 in statuses

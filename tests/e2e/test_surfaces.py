@@ -279,15 +279,33 @@ def test_cli_as_a_user_runs_it(server, lr: tuple[Any, str], tmp_path: Path) -> N
     assert listed[key["AccessKeyId"]]["Status"] == "Revoked"
     proc = cli("invoke", "cli-surf", "--body", row, credentials=invoker, ok=False)
     assert proc.returncode == 1 and proc.stdout == ""
-    assert "UnrecognizedClientException" in proc.stderr or "AccessDenied" in proc.stderr, proc.stderr
+    assert "UnrecognizedClientException" in proc.stderr, proc.stderr  # a 403: the key is gone
 
     proc = cli("endpoints", "describe", "cli-no-such-endpoint", ok=False)
     assert proc.returncode == 1
     assert "ValidationException" in proc.stderr and "Could not find endpoint" in proc.stderr
 
     cli("endpoints", "delete", "cli-surf")
-    proc = cli("endpoints", "describe", "cli-surf", ok=False)
-    assert proc.returncode == 1 and "ValidationException" in proc.stderr
+    deadline = time.monotonic() + 30  # DeleteEndpoint is asynchronous: Deleting, then gone
+    while (proc := cli("endpoints", "describe", "cli-surf", ok=False)).returncode == 0:
+        assert json.loads(proc.stdout)["EndpointStatus"] == "Deleting", proc.stdout
+        assert time.monotonic() < deadline, "cli-surf was never deleted"
+        time.sleep(0.2)
+    assert proc.returncode == 1 and "ValidationException" in proc.stderr, proc.stderr
+
+
+def test_cli_prints_server_errors_verbatim(server, tmp_path: Path) -> None:
+    cli = Cli(server, tmp_path, _credentials(tmp_path / "credentials", ADMIN_KEY, ADMIN_SECRET))
+    proc = cli("endpoints", "describe", "bad_name!", ok=False)
+    assert proc.returncode == 1
+    text = " ".join(proc.stderr.split())  # however the console wraps it
+    assert "ValidationException" in text
+    assert "pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}" in text, proc.stderr
+    proc = cli("models", "create", "cli-brackets", "--model-data", "/tmp/[/x]/model.tar.gz", ok=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "Could not access model data at /tmp/[/x]/model.tar.gz" in text, proc.stderr
 
 
 def test_cli_without_credentials_is_refused(server, tmp_path: Path) -> None:
