@@ -14,6 +14,11 @@ class Clock(Protocol):
         """Monotonic seconds (for durations and deadlines)."""
 
 
+def timestamp(clock: Clock) -> float:
+    """A resource timestamp: wall-clock seconds to the millisecond, as AWS sends them."""
+    return round(clock.time(), 3)
+
+
 class SystemClock:
     def time(self) -> float:
         return time.time()

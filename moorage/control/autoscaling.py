@@ -16,6 +16,7 @@ import logging
 import uuid
 from typing import Any
 
+from moorage.clock import timestamp
 from moorage.control.base import ServiceBase
 from moorage.control.endpoints import EndpointService
 from moorage.control.validation import validate_input
@@ -71,7 +72,7 @@ class AutoscalingService(ServiceBase):
 
     def _put(self, kind: str, name: str, doc: dict[str, Any]) -> None:
         old = self.store.get(kind, name)
-        now = self.clock.time()
+        now = timestamp(self.clock)
         if old is None:
             self.store.insert(kind, name, doc.get("PolicyARN") or name, doc, status=None, now=now)
         else:
@@ -103,7 +104,7 @@ class AutoscalingService(ServiceBase):
                                       "scalable target.")
         doc = dict(old.doc) if old else {
             "ServiceNamespace": NAMESPACE, "ResourceId": rid, "ScalableDimension": DIMENSION,
-            "CreationTime": self.clock.time(),
+            "CreationTime": timestamp(self.clock),
             "ScalableTargetARN": self._arn("scalable-target", uuid.uuid4().hex),
             "RoleARN": params.get("RoleARN", f"arn:aws:iam::{self.settings.account_id}:role/moorage")}
         for field in ("MinCapacity", "MaxCapacity", "SuspendedState"):
@@ -160,7 +161,7 @@ class AutoscalingService(ServiceBase):
         doc = {"PolicyARN": arn, "PolicyName": params["PolicyName"], "ServiceNamespace": NAMESPACE,
                "ResourceId": rid, "ScalableDimension": DIMENSION, "PolicyType": "TargetTrackingScaling",
                "TargetTrackingScalingPolicyConfiguration": config, "Alarms": [],
-               "CreationTime": old.doc["CreationTime"] if old else self.clock.time()}
+               "CreationTime": old.doc["CreationTime"] if old else timestamp(self.clock)}
         self._put(POLICY, name, doc)
         return {"PolicyARN": arn, "Alarms": []}
 
@@ -258,7 +259,7 @@ class AutoscalingService(ServiceBase):
                     "Description": f"Setting desired instance count to {new}.",
                     "Cause": f"monitor alarm {policy['PolicyName']} in state ALARM triggered policy "
                              f"{policy['PolicyName']}: {reason}",
-                    "StartTime": self.clock.time(), "StatusCode": "InProgress"}
+                    "StartTime": timestamp(self.clock), "StatusCode": "InProgress"}
         self.store.insert(ACTIVITY, activity["ActivityId"], activity["ActivityId"], activity,
                           status="InProgress", now=activity["StartTime"])
         try:
@@ -273,7 +274,7 @@ class AutoscalingService(ServiceBase):
                                            f"Change successfully fulfilled by sagemaker (was {old})."))
         except Exception as exc:  # e.g. the endpoint started an update meanwhile
             activity.update(StatusCode="Failed", StatusMessage=str(exc))
-        activity["EndTime"] = self.clock.time()
+        activity["EndTime"] = timestamp(self.clock)
         rec = self.store.get(ACTIVITY, activity["ActivityId"])
         if rec is not None:
             self.store.update(rec, activity, status=activity["StatusCode"], now=activity["EndTime"])

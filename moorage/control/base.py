@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from moorage import ids
-from moorage.clock import Clock
+from moorage.clock import Clock, timestamp
 from moorage.control.validation import validate_input
 from moorage.errors import ValidationException, not_found
 from moorage.settings import Settings
@@ -51,7 +51,7 @@ class ServiceBase:
         """Insert a new resource: ``fields`` plus its ARN and CreationTime. A taken name is
         SageMaker's "Cannot create already existing ..." ValidationException."""
         arn = self.arn(name)
-        now = self.clock.time()
+        now = timestamp(self.clock)
         doc = {**fields, arn_key: arn, "CreationTime": now}
         try:
             return self.store.insert(self.kind, name, arn, doc, status=status, now=now)

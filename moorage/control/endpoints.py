@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any, Callable, Coroutine
 
+from moorage.clock import timestamp
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
 from moorage.control.models import container_spec
@@ -113,7 +114,7 @@ class EndpointService(ServiceBase):
                 return
             doc = dict(rec.doc)
             change(doc)
-            now = self.clock.time()
+            now = timestamp(self.clock)
             doc["EndpointStatus"] = status.value
             doc["LastModifiedTime"] = now
             try:
@@ -161,7 +162,7 @@ class EndpointService(ServiceBase):
             raise self.duplicate(name)
         spec = self.fleet_spec(config.doc)
         self._check_capacity(sum(v.instance_count for v in spec.variants))
-        now = self.clock.time()
+        now = timestamp(self.clock)
         fields = {"EndpointName": name, "EndpointConfigName": config.name,
                   "EndpointStatus": S.CREATING.value, "LastModifiedTime": now,
                   "ProductionVariants": self._summaries(spec, None, self._images(spec), now),
@@ -200,7 +201,7 @@ class EndpointService(ServiceBase):
                 {} if "DesiredWeight" in excluded else {n: v.weight for n, v in keep.items()},
                 {} if "DesiredInstanceCount" in excluded else {n: v.instance_count for n, v in keep.items()})
         self._check_capacity(sum(v.instance_count for v in target.variants))
-        now = self.clock.time()
+        now = timestamp(self.clock)
         pending = {"EndpointConfigName": config.name, "StartTime": now,
                    "ProductionVariants": [{"VariantName": v.name, "DesiredWeight": v.weight,
                                            "DesiredInstanceCount": v.instance_count}
@@ -240,7 +241,7 @@ class EndpointService(ServiceBase):
             d.pop("PendingDeploymentSummary", None)
             d["_fleet"] = d.pop("_target")
             d["EndpointConfigName"] = target.config_name
-            d["ProductionVariants"] = self._summaries(target, target, images, self.clock.time())
+            d["ProductionVariants"] = self._summaries(target, target, images, timestamp(self.clock))
         self._write(name, S.IN_SERVICE, done)
 
     async def update_endpoint_weights_and_capacities(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +284,7 @@ class EndpointService(ServiceBase):
         self._check_capacity(sum(v.instance_count for v in target.variants)
                              - sum(v.instance_count for v in current.variants))
         images = self._images(target)
-        now = self.clock.time()
+        now = timestamp(self.clock)
 
         def change(d: dict[str, Any]) -> None:
             d["_target"] = fleet_to_dict(target)
@@ -319,7 +320,7 @@ class EndpointService(ServiceBase):
 
         def done(d: dict[str, Any]) -> None:
             d["_fleet"] = d.pop("_target")
-            d["ProductionVariants"] = self._summaries(target, target, images, self.clock.time())
+            d["ProductionVariants"] = self._summaries(target, target, images, timestamp(self.clock))
         self._write(name, S.IN_SERVICE, done)
 
     def _require_in_service(self, name: str) -> Record:
@@ -371,7 +372,7 @@ class EndpointService(ServiceBase):
             d.pop("_target", None)
             d["_fleet"] = fleet_to_dict(spec)
             d["EndpointConfigName"] = spec.config_name
-            d["ProductionVariants"] = self._summaries(spec, spec, images, self.clock.time())
+            d["ProductionVariants"] = self._summaries(spec, spec, images, timestamp(self.clock))
         self._write(name, S.IN_SERVICE, done)
 
     async def recover(self) -> None:

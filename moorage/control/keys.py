@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moorage.clock import Clock
+from moorage.clock import Clock, timestamp
 from moorage.errors import ValidationException
 from moorage.settings import Settings
 from moorage.store import Store
@@ -47,9 +47,10 @@ class KeyService:
                secret: str | None = None) -> Key:
         if role not in ROLES:
             raise ValidationException(f"Role must be one of {', '.join(ROLES)}; got {role!r}.")
-        key = Key(access_key_id or "MOOR" + "".join(secrets.choice(_ALPHABET) for _ in range(16)),
-                  secret or secrets.token_urlsafe(30), role, endpoints or "*")
-        self.store.add_key(key.access_key_id, key.secret, key.role, key.endpoints, self.clock.time())
+        return self._add(_new_key(role, endpoints, access_key_id, secret))
+
+    def _add(self, key: Key) -> Key:
+        self.store.add_key(key.access_key_id, key.secret, key.role, key.endpoints, timestamp(self.clock))
         self._active = None
         return key
 
@@ -59,7 +60,7 @@ class KeyService:
                 for row in self.store.keys()]
 
     def revoke(self, access_key_id: str) -> None:
-        if not self.store.revoke_key(access_key_id, self.clock.time()):
+        if not self.store.revoke_key(access_key_id, timestamp(self.clock)):
             raise ValidationException(f"No active access key {access_key_id}.")
         self._active = None
 
@@ -76,12 +77,20 @@ class KeyService:
             return None
         if any(row.role == "admin" and row.revoked is None for row in self.store.keys()):
             return None
-        key = self.create("admin")
+        # the file first: a key is never stored unless its operator can read it back
+        key = _new_key("admin")
         path = settings.data_dir / "credentials"
         _write_credentials(path, key)
+        self._add(key)
         return (f"Created an admin access key; its credentials are in {path} (profile 'moorage').\n"
                 f"  boto3:  AWS_SHARED_CREDENTIALS_FILE={path} AWS_PROFILE=moorage\n"
                 f"  CLI:    moorage --help (it reads that file by default)")
+
+
+def _new_key(role: str, endpoints: str = "*", access_key_id: str | None = None,
+             secret: str | None = None) -> Key:
+    return Key(access_key_id or "MOOR" + "".join(secrets.choice(_ALPHABET) for _ in range(16)),
+               secret or secrets.token_urlsafe(30), role, endpoints or "*")
 
 
 def _write_credentials(path: Path, key: Key) -> None:
@@ -89,7 +98,6 @@ def _write_credentials(path: Path, key: Key) -> None:
     text = (f"[moorage]\naws_access_key_id = {key.access_key_id}\n"
             f"aws_secret_access_key = {key.secret}\n")
     # created 0600 from the start: the secret is never world-readable, not even briefly
-    fd = path.open("w", opener=lambda p, flags: os.open(p, flags, 0o600))
-    with fd:
-        fd.write(text)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
     path.chmod(0o600)

@@ -72,13 +72,18 @@ def _handler(services: Services, route: NativeRoute) -> Any:
             if route.method in ("POST", "PUT"):
                 params = await _json_body(request)
             else:
-                params = coerce_query(route.service, route.operation, dict(request.query_params))
+                params = coerce_query(route.service, route.operation, _operation_query(request))
             params.update(request.path_params)
             result = await services.operations[route.service][route.operation](params)
         except Exception as exc:
             return _error(exc)
         return JSONResponse(result, status_code=route.status)
     return handle
+
+
+def _operation_query(request: Request) -> dict[str, str]:
+    """The query string minus a presigned URL's X-Amz-* signature parameters (auth, not input)."""
+    return {k: v for k, v in request.query_params.items() if not k.lower().startswith("x-amz-")}
 
 
 def routes(services: Services) -> list[Route]:
