@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     autoscaling_interval_seconds: float = 60.0
     """How often scaling policies are evaluated (MOORAGE_AUTOSCALING_INTERVAL_SECONDS)."""
 
+    webhook_attempts: int = 5
+    """Async notification webhooks: tries per URL before giving up (with doubling backoff)."""
+
+    webhook_backoff_seconds: float = 1.0
+    """The first retry's delay; each next one doubles."""
+
+    webhook_timeout_seconds: float = 10.0
+
     health_check_interval_seconds: float = 2.0
     """How often each instance is pinged."""
 

@@ -30,6 +30,7 @@ log = logging.getLogger("moorage.api")
 
 _INVOKE_PREFIX = "/endpoints/"
 _INVOKE_SUFFIX = "/invocations"
+_ASYNC_SUFFIX = "/async-invocations"
 
 
 async def _ping(_: Request) -> Response:
@@ -50,6 +51,10 @@ class MoorageApp:
         assert self._auth is not None
         authorize(self._auth.authenticate(scope, body), "sagemaker:InvokeEndpoint", endpoint)
 
+    def _guard_async(self, scope: dict[str, Any], body: bytes, endpoint: str) -> None:
+        assert self._auth is not None
+        authorize(self._auth.authenticate(scope, body), "sagemaker:InvokeEndpointAsync", endpoint)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -63,6 +68,12 @@ class MoorageApp:
             if name and "/" not in name:
                 await runtime.invoke(self._router, self._cap, scope, receive, send, name,
                                      self._guard_invoke if self._auth else None)
+                return
+        if method == "POST" and path.startswith(_INVOKE_PREFIX) and path.endswith(_ASYNC_SUFFIX):
+            name = path[len(_INVOKE_PREFIX):-len(_ASYNC_SUFFIX)]
+            if name and "/" not in name:
+                await runtime.invoke_async(self.services.async_inference, scope, receive, send, name,
+                                           self._guard_async if self._auth else None)
                 return
         if path == "/ping" and method in ("GET", "HEAD"):
             await self._native(scope, receive, send)

@@ -54,11 +54,15 @@ class Authenticator:
         return key
 
 
+#: what an invoke key may do, on the endpoints its glob matches
+INVOKE_ACTIONS = frozenset({"sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointAsync"})
+
+
 def authorize(key: Key, action: str, endpoint: str | None = None) -> None:
     """Raise AccessDenied unless ``key`` may perform ``action`` (on ``endpoint``)."""
     if key.role == "admin":
         return
-    if action == "sagemaker:InvokeEndpoint" and endpoint is not None and fnmatchcase(endpoint, key.endpoints):
+    if action in INVOKE_ACTIONS and endpoint is not None and fnmatchcase(endpoint, key.endpoints):
         return
     target = f" on endpoint {endpoint}" if endpoint else ""
     raise AccessDenied(f"User: {key.access_key_id} is not authorized to perform: {action}{target}.")

@@ -42,6 +42,11 @@ class InstanceHandle(Protocol):
                      body: bytes, timeout: float) -> Reply:
         """Send one invocation. Raises InstanceGone or asyncio.TimeoutError."""
 
+    async def invoke_file(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                          src: str, dst: str, timeout: float) -> Reply:
+        """Send one invocation whose body is the file ``src``; the response body goes to the
+        file ``dst`` (the reply's body is empty, or the error text when status >= 400)."""
+
     async def ping(self, timeout: float) -> bool:
         """True once the instance answers GET /ping (or a ping frame) with 200."""
 

@@ -26,6 +26,14 @@ class FakeInstance:
             raise InstanceGone("fake instance died")
         return Reply(200, content_type, custom_attributes, body)
 
+    async def invoke_file(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                          src: str, dst: str, timeout: float) -> Reply:
+        with open(src, "rb") as f:
+            reply = await self.invoke(content_type, accept, custom_attributes, f.read(), timeout)
+        with open(dst, "wb") as f:
+            f.write(reply.body)
+        return reply._replace(body=b"")
+
     async def ping(self, timeout: float) -> bool:
         return self.ready and self.exit_code is None
 

@@ -10,6 +10,7 @@ so a crashed server never leaves orphans holding ports or sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import os
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import AsyncIterator, BinaryIO, Callable, Iterator
 
 import httpx
 
@@ -104,6 +105,13 @@ class FrameInstance(_Process):
         r = await conn.call(p.KIND_INVOKE, content_type, accept, custom_attributes, body, timeout)
         return Reply(r.status, r.content_type, r.custom_attributes, r.body)
 
+    async def invoke_file(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                          src: str, dst: str, timeout: float) -> Reply:
+        conn = await self._connection()
+        r = await conn.call(p.KIND_INVOKE_FILE, content_type, accept, custom_attributes,
+                            f"{src}\0{dst}".encode(), timeout)
+        return Reply(r.status, r.content_type, r.custom_attributes, r.body)
+
     async def ping(self, timeout: float) -> bool:
         if self.exited() is not None or not self._socket.exists():
             return False
@@ -133,22 +141,39 @@ class HttpInstance(_Process):
 
     async def invoke(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                      body: bytes, timeout: float) -> Reply:
-        headers = {}
-        if content_type:
-            headers["Content-Type"] = content_type.decode()
-        if accept:
-            headers["Accept"] = accept.decode()
-        if custom_attributes:
-            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes.decode()
+        with self._errors():
+            r = await self._client.post("/invocations", content=body, timeout=timeout,
+                                        headers=_headers(content_type, accept, custom_attributes))
+        return Reply(r.status_code, r.headers.get("content-type", "").encode(),
+                     r.headers.get("x-amzn-sagemaker-custom-attributes", "").encode(), r.content)
+
+    async def invoke_file(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                          src: str, dst: str, timeout: float) -> Reply:
+        """The body streams from ``src`` and the response into ``dst``, chunk by chunk."""
+        headers = _headers(content_type, accept, custom_attributes)
+        headers["Content-Length"] = str(os.path.getsize(src))
+        loop = asyncio.get_running_loop()
+        with self._errors(), open(src, "rb") as body, open(dst, "wb") as out:
+            async with asyncio.timeout(timeout):
+                async with self._client.stream("POST", "/invocations", content=_chunks(body),
+                                               headers=headers, timeout=timeout) as r:
+                    if r.status_code >= 400:
+                        error = (await r.aread())[:4096]
+                    else:
+                        error = b""
+                        async for chunk in r.aiter_raw(CHUNK):
+                            await loop.run_in_executor(None, out.write, chunk)
+        return Reply(r.status_code, r.headers.get("content-type", "").encode(),
+                     r.headers.get("x-amzn-sagemaker-custom-attributes", "").encode(), error)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
         try:
-            r = await self._client.post("/invocations", content=body, headers=headers,
-                                        timeout=timeout)
+            yield
         except httpx.TimeoutException as exc:
             raise asyncio.TimeoutError() from exc
         except httpx.TransportError as exc:
             raise InstanceGone(f"instance {self.instance_id}: {exc}") from exc
-        return Reply(r.status_code, r.headers.get("content-type", "").encode(),
-                     r.headers.get("x-amzn-sagemaker-custom-attributes", "").encode(), r.content)
 
     async def ping(self, timeout: float) -> bool:
         if self.exited() is not None:
@@ -162,6 +187,26 @@ class HttpInstance(_Process):
     async def stop(self, grace: float) -> None:
         await self._terminate(grace)
         await self._client.aclose()
+
+
+CHUNK = 1024 * 1024
+
+
+def _headers(content_type: bytes, accept: bytes, custom_attributes: bytes) -> dict[str, str]:
+    headers = {}
+    if content_type:
+        headers["Content-Type"] = content_type.decode()
+    if accept:
+        headers["Accept"] = accept.decode()
+    if custom_attributes:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes.decode()
+    return headers
+
+
+async def _chunks(f: BinaryIO) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    while chunk := await loop.run_in_executor(None, f.read, CHUNK):
+        yield chunk
 
 
 class LocalBackend:

@@ -64,6 +64,15 @@ def _kv(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _payload(body: str) -> bytes:
+    """A payload option: ``-`` reads stdin, ``@FILE`` a file, anything else is the bytes."""
+    if body == "-":
+        return sys.stdin.buffer.read()
+    if body.startswith("@"):
+        return Path(body[1:]).read_bytes()
+    return body.encode()
+
+
 def _variant(text: str) -> dict[str, Any]:
     """name=v1,model=m,instance-type=ml.m5.large,count=1,weight=1"""
     f = _kv(text.split(","))
@@ -130,9 +139,25 @@ def register(app: typer.Typer) -> None:
     @configs.command("create")
     def create_config(name: str, variant: list[str] = typer.Option(
             ..., help="name=NAME,model=MODEL,instance-type=TYPE,count=N,weight=W (repeatable)"),
+            async_output: Optional[str] = typer.Option(
+                None, help="Make the endpoint asynchronous: results go under this path or s3:// URL."),
+            async_failure: Optional[str] = typer.Option(None, help="Error documents go here (async)."),
+            success_topic: Optional[str] = typer.Option(None, help="Topic ARN told of each success (async)."),
+            error_topic: Optional[str] = typer.Option(None, help="Topic ARN told of each failure (async)."),
+            max_concurrent: Optional[int] = typer.Option(None, help="Async requests per instance at once."),
             url: str = URL_OPTION) -> None:
-        _show(Api(url).call("POST", "/api/endpoint-configs", json={
-            "EndpointConfigName": name, "ProductionVariants": [_variant(v) for v in variant]}))
+        doc: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [_variant(v) for v in variant]}
+        if async_output:
+            out: dict[str, Any] = {"S3OutputPath": async_output}
+            if async_failure:
+                out["S3FailurePath"] = async_failure
+            topics = {k: v for k, v in (("SuccessTopic", success_topic), ("ErrorTopic", error_topic)) if v}
+            if topics:
+                out["NotificationConfig"] = topics
+            doc["AsyncInferenceConfig"] = {"OutputConfig": out}
+            if max_concurrent:
+                doc["AsyncInferenceConfig"]["ClientConfig"] = {"MaxConcurrentInvocationsPerInstance": max_concurrent}
+        _show(Api(url).call("POST", "/api/endpoint-configs", json=doc))
 
     @endpoints.command("create")
     def create_endpoint(name: str, config: str = typer.Option(..., help="Endpoint config name."),
@@ -193,12 +218,7 @@ def register(app: typer.Typer) -> None:
                content_type: str = "text/csv", accept: Optional[str] = None,
                target_variant: Optional[str] = None, url: str = URL_OPTION) -> None:
         """InvokeEndpoint: prints the response body; the answering variant goes to stderr."""
-        if body == "-":
-            data = sys.stdin.buffer.read()
-        elif body.startswith("@"):
-            data = Path(body[1:]).read_bytes()
-        else:
-            data = body.encode()
+        data = _payload(body)
         headers = {"Content-Type": content_type}
         if accept:
             headers["Accept"] = accept
@@ -210,6 +230,53 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         err.print(f"variant: {r.headers.get('x-amzn-invoked-production-variant')}", markup=False)
         sys.stdout.write(r.text)
+
+    @app.command("invoke-async")
+    def invoke_async(name: str,
+                     input_location: Optional[str] = typer.Option(
+                         None, help="Where the payload is: an absolute path, file:// or s3:// URL."),
+                     body: Optional[str] = typer.Option(None, help="An inline payload (at most 128,000 "
+                                                                   "bytes), @FILE, or - for stdin."),
+                     content_type: Optional[str] = None, accept: Optional[str] = None,
+                     inference_id: Optional[str] = None, url: str = URL_OPTION) -> None:
+        """InvokeEndpointAsync: prints the InferenceId and where the result will be."""
+        data = b""
+        if body is not None:
+            data = _payload(body)
+        headers = {k: v for k, v in (("X-Amzn-SageMaker-InputLocation", input_location),
+                                     ("X-Amzn-SageMaker-Content-Type", content_type),
+                                     ("X-Amzn-SageMaker-Accept", accept),
+                                     ("X-Amzn-SageMaker-Inference-Id", inference_id)) if v}
+        r = Api(url).http.post(f"/endpoints/{name}/async-invocations", content=data, headers=headers)
+        if r.status_code >= 400:
+            fail(f"{r.headers.get('x-amzn-errortype', r.status_code)}: {r.text}")
+            raise typer.Exit(1)
+        _show({"InferenceId": r.json()["InferenceId"],
+               "OutputLocation": r.headers["x-amzn-sagemaker-outputlocation"],
+               "FailureLocation": r.headers["x-amzn-sagemaker-failurelocation"]})
+
+    @app.command("async-status")
+    def async_status(name: str, inference_id: str, url: str = URL_OPTION) -> None:
+        """The state of one asynchronous request: Pending, InProgress, Completed or Failed."""
+        _show(Api(url).call("GET", f"/api/endpoints/{name}/async-invocations/{inference_id}"))
+
+    topics = typer.Typer(help="Notification topics: an SNS topic ARN mapped to webhook URLs.",
+                         no_args_is_help=True)
+    app.add_typer(topics, name="topics")
+
+    @topics.command("put")
+    def put_topic(name: str, webhook: list[str] = typer.Option(..., help="A URL to POST to (repeatable)."),
+                  url: str = URL_OPTION) -> None:
+        """Create or replace a topic; prints its ARN for NotificationConfig."""
+        _show(Api(url).call("PUT", f"/api/topics/{name}", json={"Webhooks": webhook}))
+
+    @topics.command("list")
+    def list_topics(url: str = URL_OPTION) -> None:
+        _show(Api(url).call("GET", "/api/topics")["Topics"])
+
+    @topics.command("delete")
+    def delete_topic(name: str, url: str = URL_OPTION) -> None:
+        Api(url).call("DELETE", f"/api/topics/{name}")
 
     keys = typer.Typer(help="Access keys (admin, or invoke-only for some endpoints).", no_args_is_help=True)
     app.add_typer(keys, name="keys")

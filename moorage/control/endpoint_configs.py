@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from moorage.clock import Clock
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
 from moorage.errors import ValidationException
 from moorage.resources.profiles import profile
+from moorage.settings import Settings
+from moorage.store import Store
 
 
 class EndpointConfigService(ServiceBase):
     kind = "EndpointConfig"
+
+    def __init__(self, store: Store, clock: Clock, settings: Settings,
+                 check_async: Callable[[dict[str, Any], list[dict[str, Any]]], None]) -> None:
+        super().__init__(store, clock, settings)
+        self._check_async = check_async
 
     def check_variants(self, variants: list[dict[str, Any]]) -> None:
         names = [v["VariantName"] for v in variants]
@@ -36,10 +44,11 @@ class EndpointConfigService(ServiceBase):
     async def create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("CreateEndpointConfig", params)
         name = params["EndpointConfigName"]
-        for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants"):
-            if params.get(unsupported):
-                raise ValidationException(f"{unsupported} is not supported yet.")
+        if params.get("ShadowProductionVariants"):
+            raise ValidationException("ShadowProductionVariants is not supported yet.")
         self.check_variants(params["ProductionVariants"])
+        if params.get("AsyncInferenceConfig"):
+            self._check_async(params["AsyncInferenceConfig"], params["ProductionVariants"])
         rec = self.create_record(name, params, "EndpointConfigArn")
         return {"EndpointConfigArn": rec.arn}
 

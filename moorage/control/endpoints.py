@@ -18,8 +18,8 @@ from moorage.control.listing import page
 from moorage.control.models import container_spec
 from moorage.errors import (InvokeValidationError, MoorageError, ResourceLimitExceeded,
                             ValidationException)
-from moorage.resources.hosting import (FleetSpec, ServerlessSpec, VariantSpec, fleet_from_dict, fleet_to_dict,
-                                       with_capacity)
+from moorage.resources.hosting import (AsyncSpec, FleetSpec, ServerlessSpec, VariantSpec, fleet_from_dict,
+                                       fleet_to_dict, with_capacity)
 from moorage.resources.status import SERVING, EndpointStatus as S
 from moorage.serving.pool import DeploymentFailed
 from moorage.serving.router import Router
@@ -32,9 +32,11 @@ log = logging.getLogger("moorage.endpoints")
 class EndpointService(ServiceBase):
     kind = "Endpoint"
 
-    def __init__(self, store: Any, clock: Any, settings: Any, router: Router) -> None:
+    def __init__(self, store: Any, clock: Any, settings: Any, router: Router,
+                 on_delete: Callable[[str], None] = lambda name: None) -> None:
         super().__init__(store, clock, settings)
         self.router = router
+        self._on_delete = on_delete
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -51,7 +53,8 @@ class EndpointService(ServiceBase):
                 instance_type=v.get("InstanceType", ""),
                 instance_count=serverless.provisioned if serverless else int(v["InitialInstanceCount"]),
                 weight=float(v.get("InitialVariantWeight", 1.0)), serverless=serverless))
-        return FleetSpec(config["EndpointConfigName"], tuple(variants))
+        a = config.get("AsyncInferenceConfig")
+        return FleetSpec(config["EndpointConfigName"], tuple(variants), AsyncSpec.from_config(a) if a else None)
 
     def _summaries(self, spec: FleetSpec, current: FleetSpec | None, images: dict[str, str],
                    now: float) -> list[dict[str, Any]]:
@@ -177,7 +180,11 @@ class EndpointService(ServiceBase):
 
     async def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         self.validate("DescribeEndpoint", params)
-        doc = public(self.require(params["EndpointName"]).doc)
+        rec = self.require(params["EndpointName"])
+        doc = public(rec.doc)
+        asynchronous = fleet_from_dict(rec.doc["_fleet"]).asynchronous
+        if asynchronous is not None:
+            doc["AsyncInferenceConfig"] = asynchronous.to_config()
         fleet = self.router.fleets.get(params["EndpointName"])
         if fleet is not None:  # live instance counts: a replaced instance shows while it starts
             for v in doc.get("ProductionVariants", []):
@@ -344,6 +351,7 @@ class EndpointService(ServiceBase):
         return {}
 
     async def _delete(self, name: str) -> None:
+        self._on_delete(name)
         await self.router.remove(name)
         self.store.delete(self.kind, name)
 

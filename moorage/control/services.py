@@ -12,11 +12,13 @@ from moorage.artifacts import fetch_model_data, model_data_exists
 from moorage.backends.base import Backend
 from moorage.backends.local import LocalBackend
 from moorage.clock import Clock, SystemClock
+from moorage.control.async_inference import AsyncInferenceService
 from moorage.control.autoscaling import AutoscalingService
 from moorage.control.endpoint_configs import EndpointConfigService
 from moorage.control.endpoints import EndpointService
 from moorage.control.keys import KeyService
 from moorage.control.models import ModelService
+from moorage.control.topics import TopicService
 from moorage.metrics import MetricsRegistry
 from moorage.serving.router import Router
 from moorage.settings import Settings
@@ -37,16 +39,20 @@ class Services:
     endpoints: EndpointService
     keys: KeyService
     autoscaling: AutoscalingService
+    topics: TopicService
+    async_inference: AsyncInferenceService
     #: service → operation name → handler taking and returning wire-shaped dicts
     operations: dict[str, dict[str, Operation]] = field(default_factory=lambda: {
         "sagemaker": {}, "application-autoscaling": {}, "batch": {}})
 
     async def start(self) -> None:
         await self.endpoints.recover()
+        self.async_inference.recover()
         self.autoscaling.start()
 
     async def stop(self) -> None:
         await self.autoscaling.stop()
+        await self.async_inference.stop()
         await self.router.close()
 
 
@@ -69,12 +75,15 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
 
     router = Router(backend, settings, metrics, fetch, data / "logs")
     models = ModelService(store, clock, settings, model_data_exists)
-    configs = EndpointConfigService(store, clock, settings)
-    endpoints = EndpointService(store, clock, settings, router)
+    topics = TopicService(store, clock, settings)
+    async_inference = AsyncInferenceService(store, clock, settings, router, metrics, topics)
+    configs = EndpointConfigService(store, clock, settings, async_inference.check_config)
+    endpoints = EndpointService(store, clock, settings, router, on_delete=async_inference.forget)
     router.on_missing = endpoints.invoke_error
     svc = Services(settings, store, clock, metrics, router, models, configs, endpoints,
                    KeyService(store, clock),
-                   AutoscalingService(store, clock, settings, endpoints, metrics))
+                   AutoscalingService(store, clock, settings, endpoints, metrics),
+                   topics, async_inference)
     for service in (models, configs, endpoints):
         for attr in dir(service):
             if attr.startswith("_"):

@@ -35,11 +35,46 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class AsyncSpec:
+    """An endpoint config's AsyncInferenceConfig: where results go, whom to tell, and how many
+    requests each instance takes at once."""
+
+    output_path: str
+    failure_path: str = ""
+    success_topic: str = ""
+    error_topic: str = ""
+    include_response_in: tuple[str, ...] = ()
+    max_concurrent_per_instance: int = 4
+
+    @classmethod
+    def from_config(cls, config: dict) -> AsyncSpec:
+        out = config["OutputConfig"]
+        note = out.get("NotificationConfig") or {}
+        return cls(out["S3OutputPath"], out.get("S3FailurePath", ""), note.get("SuccessTopic", ""),
+                   note.get("ErrorTopic", ""), tuple(note.get("IncludeInferenceResponseIn", ())),
+                   int((config.get("ClientConfig") or {}).get("MaxConcurrentInvocationsPerInstance", 4)))
+
+    def to_config(self) -> dict:
+        """The AsyncInferenceConfig shape DescribeEndpoint reports."""
+        out: dict = {"S3OutputPath": self.output_path}
+        if self.failure_path:
+            out["S3FailurePath"] = self.failure_path
+        note = {k: v for k, v in (("SuccessTopic", self.success_topic), ("ErrorTopic", self.error_topic),
+                                  ("IncludeInferenceResponseIn", list(self.include_response_in))) if v}
+        if note:
+            out["NotificationConfig"] = note
+        return {"ClientConfig": {"MaxConcurrentInvocationsPerInstance": self.max_concurrent_per_instance},
+                "OutputConfig": out}
+
+
+@dataclass(frozen=True)
 class FleetSpec:
     """One endpoint config's worth of variants."""
 
     config_name: str
     variants: tuple[VariantSpec, ...] = field(default_factory=tuple)
+    #: set for an asynchronous endpoint (InvokeEndpointAsync only)
+    asynchronous: AsyncSpec | None = None
 
     def variant(self, name: str) -> VariantSpec | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -62,11 +97,13 @@ def fleet_from_dict(data: dict) -> FleetSpec:
         variants.append(VariantSpec(v["name"], v["model_name"], container, v["instance_type"],
                                     int(v["instance_count"]), float(v["weight"]),
                                     ServerlessSpec(**sl) if sl else None))
-    return FleetSpec(data["config_name"], tuple(variants))
+    a = data.get("asynchronous")
+    asynchronous = AsyncSpec(**{**a, "include_response_in": tuple(a["include_response_in"])}) if a else None
+    return FleetSpec(data["config_name"], tuple(variants), asynchronous)
 
 
 def with_capacity(spec: FleetSpec, weights: dict[str, float], counts: dict[str, int]) -> FleetSpec:
     """The same fleet with some variants' weights and instance counts changed."""
-    return FleetSpec(spec.config_name, tuple(
+    return replace(spec, variants=tuple(
         replace(v, weight=weights.get(v.name, v.weight), instance_count=counts.get(v.name, v.instance_count))
         for v in spec.variants))

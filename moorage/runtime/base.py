@@ -55,6 +55,13 @@ class ModelRuntime(Protocol):
         """
         ...
 
+    def invoke_file(self, src: str, dst: str, content_type: str | None, accept: str | None) -> str:
+        """Like ``invoke``, with the request body in the file ``src`` and the response body
+        written to the file ``dst``; returns the response content type. A handler whose input_fn
+        takes a file object reads the body as a stream, and an output_fn may return an iterable
+        of chunks, so neither needs the whole payload in memory."""
+        ...
+
 
 def load_runtime(kind: str, model_dir: Path, env: Mapping[str, str]) -> ModelRuntime:
     """Build and load the runtime for ``kind`` ("sklearn", "xgboost" or "python").

@@ -11,7 +11,10 @@ A model directory may carry a user module (``code/inference.py``, or the file na
     pre_model_fn(model_dir), model_warmup_fn(model_dir, model)   (newer toolkits)
 
 each optionally taking a trailing ``context`` argument (a :class:`RequestContext`: the request's
-custom attributes in, the response's out). Hooks the module lacks come
+custom attributes in, the response's out). An ``input_fn`` whose body parameter is annotated as a
+file (``IO[bytes]``, ``BinaryIO``, ``io.BufferedIOBase`` ...) receives the body as a binary file
+object, read from disk for asynchronous requests; an ``output_fn`` may return an iterable of
+bytes chunks. Together they let a handler process payloads larger than memory. Hooks the module lacks come
 from the framework's defaults (:class:`DefaultHooks`), exactly as SageMaker's framework containers
 do, so one :class:`HandlerRuntime` serves both "plain framework model" and "script mode".
 
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from moorage.runtime import codecs
 from moorage.runtime.base import CONTEXT, InvocationFailed, ModelLoadError
@@ -86,6 +90,8 @@ class HandlerRuntime:
         self._input: Callable[[bytes, str | None], Any] = codecs.decode
         self._predict: Callable[[Any, Any], Any] = python_predict
         self._output: Callable[[Any, str], Any] = codecs.encode
+        #: the user's input_fn when it reads a file object rather than bytes
+        self._stream_input: Callable[[Any, str | None], Any] | None = None
         self._batchable = False
 
     def load(self, model_dir: Path, env: Mapping[str, str]) -> None:
@@ -116,6 +122,9 @@ class HandlerRuntime:
         hook = {name: _adapt(fn, name, where) for name, fn in user.items()}
         self._transform = hook.get("transform_fn")
         self._input = _text_input(hook["input_fn"]) if "input_fn" in hook else defaults.input_fn
+        if "input_fn" in hook and _reads_file(user["input_fn"]):
+            stream = self._stream_input = hook["input_fn"]
+            self._input = lambda body, content_type: stream(io.BytesIO(body), content_type)
         self._predict = hook.get("predict_fn") or defaults.predict_fn
         self._output = hook.get("output_fn") or defaults.output_fn
         # Stacking requests into one predict is exact only for row-wise framework predictors
@@ -133,13 +142,36 @@ class HandlerRuntime:
         if self._codec_output:  # the hot path: default encoders, accept checked before any work
             out = codecs.resolve_accept(accept, content_type, self._default_accept)
             return self._output(self._predict(self._input(body, content_type), self.model), out), out
-        if not accept or accept == "*/*":
-            accept = self._default_accept or codecs.media_type(content_type) or codecs.JSON
+        accept = self._accept(accept, content_type)
         if self._transform is not None:
             result = self._transform(self.model, _text_body(body, content_type), content_type, accept)
-            return _response(result, accept, "transform_fn")
-        prediction = self._predict(self._input(body, content_type), self.model)
-        return _response(self._output(prediction, accept), accept, "output_fn")
+            chunks, ctype = _response(result, accept, "transform_fn")
+        else:
+            prediction = self._predict(self._input(body, content_type), self.model)
+            chunks, ctype = _response(self._output(prediction, accept), accept, "output_fn")
+        return chunks if type(chunks) is bytes else b"".join(chunks), ctype
+
+    def _accept(self, accept: str | None, content_type: str | None) -> str:
+        if not accept or accept == "*/*":
+            return self._default_accept or codecs.media_type(content_type) or codecs.JSON
+        return accept
+
+    def invoke_file(self, src: str, dst: str, content_type: str | None, accept: str | None) -> str:
+        # the input stays open until the output is written: chunks may be read lazily from it
+        with open(src, "rb") as f, open(dst, "wb") as out:
+            if self._stream_input is None:
+                body, ctype = self.invoke(f.read(), content_type, accept)
+                chunks: bytes | Iterable[bytes] = body
+            else:
+                if self._codec_output:
+                    ctype = codecs.resolve_accept(accept, content_type, self._default_accept)
+                else:
+                    ctype = self._accept(accept, content_type)
+                prediction = self._predict(self._stream_input(f, content_type), self.model)
+                chunks, ctype = _response(self._output(prediction, ctype), ctype, "output_fn")
+            for chunk in (chunks,) if type(chunks) is bytes else chunks:
+                out.write(chunk)
+        return ctype
 
 
     def invoke_batch(self, items: list[tuple[bytes, str | None, str | None]]) -> list[Any]:
@@ -288,7 +320,9 @@ def _text_input(fn: Callable[[Any, str | None], Any]) -> Callable[[bytes, str | 
     return input_fn
 
 
-def _response(result: Any, accept: str, hook: str) -> tuple[bytes, str]:
+def _response(result: Any, accept: str, hook: str) -> tuple[bytes | Iterable[bytes], str]:
+    """(body, content type) from what a hook returned: bytes, str, an iterable of chunks, or
+    a (body, content type) pair of those."""
     ctype = accept
     if type(result) is tuple:
         if len(result) != 2:
@@ -300,7 +334,38 @@ def _response(result: Any, accept: str, hook: str) -> tuple[bytes, str]:
         return result.encode(), ctype
     if isinstance(result, (bytearray, memoryview)):
         return bytes(result), ctype
-    raise TypeError(f"{hook} returned {type(result).__name__}; expected bytes, str or (body, content_type)")
+    if hasattr(result, "__iter__") and not isinstance(result, (dict, list)):
+        return _chunks(result, hook), ctype
+    raise TypeError(f"{hook} returned {type(result).__name__}; expected bytes, str, an iterable of "
+                    "bytes chunks or (body, content_type)")
+
+
+def _chunks(result: Iterable[Any], hook: str) -> Iterable[bytes]:
+    for chunk in result:
+        if isinstance(chunk, str):
+            yield chunk.encode()
+        elif isinstance(chunk, (bytes, bytearray, memoryview)):
+            yield bytes(chunk)
+        else:
+            raise TypeError(f"{hook} yielded {type(chunk).__name__}; expected bytes or str chunks")
+
+
+_FILE_TYPES = ("IO", "BinaryIO", "IOBase", "RawIOBase", "BufferedIOBase", "BufferedReader")
+
+
+def _reads_file(fn: Callable[..., Any]) -> bool:
+    """Whether a user input_fn's body parameter is annotated as a file object."""
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()))
+    except (TypeError, ValueError, StopIteration):
+        return False
+    note = first.annotation
+    if note is inspect.Parameter.empty:
+        return False
+    if isinstance(note, type):
+        return issubclass(note, io.IOBase)
+    text = note if isinstance(note, str) else repr(note)
+    return text.replace("typing.", "").replace("io.", "").split("[")[0].strip() in _FILE_TYPES
 
 
 def _relative(path: Path, model_dir: Path) -> str:

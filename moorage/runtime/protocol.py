@@ -17,6 +17,10 @@ from typing import NamedTuple
 
 KIND_INVOKE = 1
 KIND_PING = 2
+#: an invocation whose body is a file: the request body is b"<input path>\0<output path>"; the
+#: instance reads the input from disk and writes the response body to the output path, so a
+#: payload of any size never passes through the router (asynchronous inference)
+KIND_INVOKE_FILE = 3
 
 _REQ = struct.Struct("<IIBHHH")
 _RESP = struct.Struct("<IIHHH")

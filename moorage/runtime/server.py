@@ -28,9 +28,13 @@ def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
         return p.encode_response(req.id, 200, b"", b"", b"")
     CONTEXT.custom_attributes = req.custom_attributes.decode("latin-1")
     CONTEXT.response_custom_attributes = None
+    ctype, accept = req.content_type.decode() or None, req.accept.decode() or None
     try:
-        result: Any = runtime.invoke(req.body, req.content_type.decode() or None,
-                                     req.accept.decode() or None)
+        if req.kind == p.KIND_INVOKE_FILE:
+            src, dst = req.body.decode().split("\0")
+            result: Any = (b"", runtime.invoke_file(src, dst, ctype, accept))
+        else:
+            result = runtime.invoke(req.body, ctype, accept)
     except Exception as exc:
         result = exc
     attrs = CONTEXT.response_custom_attributes

@@ -16,7 +16,7 @@ import time
 import uuid
 from enum import Enum
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from moorage.backends.base import Backend, InstanceGone, InstanceHandle, InstanceSpec, Reply
 from moorage.errors import InvokeThrottled, ModelError, PayloadTooLarge
@@ -41,7 +41,8 @@ class DeploymentFailed(Exception):
 
 
 class Replica:
-    __slots__ = ("handle", "state", "outstanding", "abandoned", "last_progress", "failures", "log_path")
+    __slots__ = ("handle", "state", "outstanding", "abandoned", "last_progress", "failures", "log_path",
+                 "patience")
 
     def __init__(self, handle: InstanceHandle, log_path: Path) -> None:
         self.handle = handle
@@ -52,6 +53,8 @@ class Replica:
         self.last_progress = 0.0
         self.failures = 0
         self.log_path = log_path
+        #: the longest invocation timeout in flight beyond the server's own (async requests)
+        self.patience = 0.0
 
 
 def _log_tail(path: Path, limit: int = 800) -> str:
@@ -90,6 +93,19 @@ class VariantPool:
                      timeout: float) -> Reply:
         if self.spec.serverless is not None:
             return await self._invoke_serverless(content_type, accept, attrs, body, timeout)
+        r = await self._take(timeout)
+        return await self._forward(r, r.handle.invoke(content_type, accept, attrs, body, timeout))
+
+    async def invoke_file(self, content_type: bytes, accept: bytes, attrs: bytes, src: str,
+                          dst: str, timeout: float) -> Reply:
+        """An invocation whose body is the file ``src``; the response body goes to ``dst``."""
+        r = await self._take(timeout)
+        if timeout > r.patience:
+            r.patience = timeout
+        return await self._forward(r, r.handle.invoke_file(content_type, accept, attrs, src, dst, timeout))
+
+    async def _take(self, timeout: float) -> Replica:
+        """The ready instance with the fewest requests in flight, with this one counted."""
         ready = self.ready
         if not ready:
             ready = await self._wait_ready(timeout)
@@ -104,17 +120,16 @@ class VariantPool:
         if r.outstanding == 0 and not r.abandoned:
             r.last_progress = self._loop.time()
         r.outstanding += 1
-        return await self._forward(r, content_type, accept, attrs, body, timeout)
+        return r
 
-    async def _forward(self, r: Replica, content_type: bytes, accept: bytes, attrs: bytes,
-                       body: bytes, timeout: float) -> Reply:
-        """Send to ``r``, whose ``outstanding`` the caller already counted this request in.
+    async def _forward(self, r: Replica, call: Awaitable[Reply]) -> Reply:
+        """Await ``call`` on ``r``, whose ``outstanding`` already counts this request.
 
         Only an answer is progress: a timed-out request stays counted as work the instance
         may still be doing, so an instance that stopped answering is found hung even while
         new requests keep arriving (health.assess)."""
         try:
-            reply = await r.handle.invoke(content_type, accept, attrs, body, timeout)
+            reply = await call
         except asyncio.TimeoutError:
             r.abandoned += 1
             raise
@@ -123,6 +138,8 @@ class VariantPool:
             raise
         finally:
             r.outstanding -= 1
+            if not r.outstanding:
+                r.patience = 0.0
         r.abandoned = 0
         r.last_progress = self._loop.time()
         return reply
@@ -158,7 +175,7 @@ class VariantPool:
         else:
             r.outstanding += 1
         r.last_progress = self._loop.time()
-        reply = await self._forward(r, content_type, accept, attrs, body, timeout)
+        reply = await self._forward(r, r.handle.invoke(content_type, accept, attrs, body, timeout))
         return reply._replace(cold_start_ms=cold_ms) if cold_ms else reply
 
     async def _wait_ready(self, timeout: float) -> list[Replica]:
@@ -330,7 +347,8 @@ class VariantPool:
                 verdict, rep.failures = assess(
                     exited=exited, ping_ok=ping_ok, outstanding=busy,
                     busy_for=self._loop.time() - rep.last_progress, failures=rep.failures,
-                    threshold=s.unhealthy_threshold, hung_after=hung_after)
+                    threshold=s.unhealthy_threshold,
+                    hung_after=max(hung_after, rep.patience + 2 * s.health_check_timeout_seconds))
                 if verdict is Verdict.REPLACE and rep.state is ReplicaState.READY:
                     log.warning("instance %s of %s/%s is unhealthy; replacing it",
                                 rep.handle.instance_id, self.endpoint, self.spec.name)

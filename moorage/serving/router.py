@@ -30,6 +30,7 @@ class Fleet:
     def __init__(self, spec: FleetSpec, pools: dict[str, VariantPool]) -> None:
         self.spec = spec
         self.pools = pools
+        self.asynchronous = spec.asynchronous is not None
         self.names = [v.name for v in spec.variants]
         self._ordered = [pools[n] for n in self.names]
         self.set_weights({v.name: v.weight for v in spec.variants})
@@ -62,6 +63,8 @@ class Router:
         #: explains a missing fleet (unknown endpoint, or one not in service); set by control/
         self.on_missing: Callable[[str], Exception] = lambda name: InvokeValidationError(
             f"Endpoint {name} of account {settings.account_id} not found.")
+        #: told when a fleet starts serving an endpoint (control/ starts async workers)
+        self.on_activate: Callable[[str, Fleet], None] = lambda endpoint, fleet: None
         self._backend = backend
         self._settings = settings
         self._metrics = metrics
@@ -100,6 +103,7 @@ class Router:
     def activate(self, endpoint: str, fleet: Fleet) -> Fleet | None:
         old = self.fleets.get(endpoint)
         self.fleets[endpoint] = fleet
+        self.on_activate(endpoint, fleet)
         return old
 
     async def remove(self, endpoint: str) -> None:
@@ -129,6 +133,9 @@ class Router:
         fleet = self.fleets.get(endpoint)
         if fleet is None:
             raise self.on_missing(endpoint)
+        if fleet.asynchronous:
+            raise InvokeValidationError(
+                f"Endpoint {endpoint} is an asynchronous endpoint; use InvokeEndpointAsync.")
         pool = fleet.pick(target_variant)
         variant = pool.spec.name
         t1 = time.perf_counter()

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from moorage.store.engine import make_engine
-from moorage.store.tables import access_keys, metadata, resources
+from moorage.store.tables import access_keys, async_requests, metadata, resources
 
 
 class Duplicate(Exception):
@@ -110,3 +110,43 @@ class Store:
                                            access_keys.c.revoked.is_(None)))
                                .values(revoked=now))
         return res.rowcount == 1
+
+    # -- async inference requests ----------------------------------------------------------
+    def enqueue(self, row: dict[str, Any]) -> tuple[Any, bool]:
+        """Persist a new request; returns (row, True), or (the existing row, False) when the
+        endpoint already has a request with this inference id."""
+        try:
+            with self.engine.begin() as conn:
+                seq = conn.execute(insert(async_requests).values(**row)).inserted_primary_key[0]
+        except IntegrityError:
+            existing = self.async_request(row["endpoint"], row["inference_id"])
+            if existing is None:
+                raise
+            return existing, False
+        return self.async_row(seq), True
+
+    def async_row(self, seq: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(async_requests).where(async_requests.c.seq == seq)).first()
+
+    def async_request(self, endpoint: str, inference_id: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(async_requests).where(and_(
+                async_requests.c.endpoint == endpoint,
+                async_requests.c.inference_id == inference_id))).first()
+
+    def async_open(self) -> list[Any]:
+        """Requests still to run, or whose notification is still to send, oldest first."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(async_requests).where(
+                (async_requests.c.status == "Pending") | (async_requests.c.notify == "Pending"))
+                .order_by(async_requests.c.seq)).all()
+
+    def async_update(self, seq: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(async_requests).where(async_requests.c.seq == seq).values(**values))
+
+    def async_forget(self, endpoint: str) -> None:
+        """Drop an endpoint's requests (DeleteEndpoint): outputs already written stay."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(async_requests).where(async_requests.c.endpoint == endpoint))

@@ -3,7 +3,7 @@ columns that List* filters and sorts on are lifted out of it."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -29,4 +29,31 @@ access_keys = Table(
     Column("endpoints", String(256), nullable=False, default="*"),
     Column("created", Float, nullable=False),
     Column("revoked", Float, nullable=True),
+)
+
+#: InvokeEndpointAsync requests: written before the 202, updated once when the request ends.
+#: ``seq`` orders the queue; (endpoint, inference_id) is unique, so a resubmitted id is the
+#: same request.
+async_requests = Table(
+    "async_requests",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("inference_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # Pending | Completed | Failed
+    Column("created", Float, nullable=False),
+    Column("finished", Float, nullable=True),
+    Column("input_location", Text, nullable=True),
+    Column("body", LargeBinary, nullable=True),  # an inline payload (at most 128,000 bytes)
+    Column("content_type", String(1024), nullable=False, default=""),
+    Column("accept", String(1024), nullable=False, default=""),
+    Column("custom_attributes", String(1024), nullable=False, default=""),
+    Column("output_location", Text, nullable=False),
+    Column("failure_location", Text, nullable=False),
+    Column("ttl_seconds", Integer, nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("variant", String(64), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("notify", String(16), nullable=True),  # Pending | Sent, when a topic is configured
+    UniqueConstraint("endpoint", "inference_id"),
 )

@@ -150,7 +150,31 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret,
                              "Role": key.role, "Endpoints": key.endpoints}, status_code=201)
 
+    async def topics(request: Request) -> Response:
+        name = request.path_params.get("TopicName")
+        try:
+            if request.method == "PUT":
+                return JSONResponse(services.topics.put(name, await _json_body(request)))
+            if request.method == "DELETE":
+                services.topics.delete(name)
+                return JSONResponse({})
+            if name:
+                return JSONResponse(services.topics.get(name))
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse({"Topics": services.topics.list()})
+
+    async def async_request(request: Request) -> Response:
+        try:
+            return JSONResponse(services.async_inference.describe(
+                request.path_params["EndpointName"], request.path_params["InferenceId"]))
+        except Exception as exc:
+            return _error(exc)
+
     out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
+            Route("/api/topics", topics, methods=["GET"]),
+            Route("/api/topics/{TopicName}", topics, methods=["GET", "PUT", "DELETE"]),
+            Route("/api/endpoints/{EndpointName}/async-invocations/{InferenceId}", async_request),
             Route("/api/keys", keys, methods=["GET", "POST"]),
             Route("/api/keys/{AccessKeyId}", keys, methods=["DELETE"]),
             Route("/api/endpoints/{EndpointName}/instances", endpoint_instances),

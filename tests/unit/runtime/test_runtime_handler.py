@@ -190,7 +190,7 @@ def test_output_fn_return_forms(model_dir, write_code):
     assert rt.invoke(ROW, "text/csv", "a/bytearray") == (b"raw", "a/bytearray")
     assert rt.invoke(ROW, "text/csv", "a/tuple") == (b"t", "x/custom")
     assert rt.invoke(ROW, "text/csv", "a/tuple-none") == (b"t", "a/tuple-none")
-    with pytest.raises(TypeError, match="output_fn returned int; expected bytes, str or"):
+    with pytest.raises(TypeError, match="output_fn returned int; expected bytes, str, an iterable"):
         rt.invoke(ROW, "text/csv", "a/int")
 
 

@@ -1,0 +1,500 @@
+"""Asynchronous inference: InvokeEndpointAsync's durable queue, its workers and notifications.
+
+A request is a row in the store before its 202 goes out. One worker per async endpoint feeds
+the endpoint's instances from an in-memory queue of those rows, at most
+MaxConcurrentInvocationsPerInstance per ready instance. A request ends once: its result (or
+error document) is published write-once (artifacts/objects), then its row is marked Completed
+or Failed. After a crash, rows still Pending run again unless their result already exists, in
+which case they are only marked: execution is at-least-once, and each InferenceId gets exactly
+one output. A final state with a topic to tell is stored with ``notify = Pending`` and sent by
+its own task with retries, so a failing webhook never holds up the queue; a restart resends
+what was not delivered.
+
+Payloads never pass through the server's memory: an InputLocation is handed to the instance
+as a file (an s3:// input is first streamed to a staging file), and the instance writes the
+result to a file that is then published. Only inline bodies (at most 128,000 bytes) travel in
+frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from moorage.artifacts import objects
+from moorage.backends.base import InstanceGone, Reply
+from moorage.clock import Clock, timestamp
+from moorage.control.topics import TopicService
+from moorage.control.validation import validate_input
+from moorage.errors import (InvokeThrottled, InvokeValidationError, MoorageError, PayloadTooLarge,
+                            ValidationException)
+from moorage.metrics import MetricsRegistry
+from moorage.resources.hosting import AsyncSpec
+from moorage.serving.async_queue import MAX_ATTEMPTS, backlog_metrics, expired, pick_variant, retry_delays
+from moorage.serving.pool import VariantPool
+from moorage.serving.router import Fleet, Router
+from moorage.settings import Settings
+from moorage.store import Store
+
+log = logging.getLogger("moorage.async")
+
+INLINE_MAX = 128_000
+DEFAULT_TTL = 21_600
+DEFAULT_TIMEOUT = 900
+#: what a notification may carry of the response (SageMaker's limit)
+NOTIFY_BODY_MAX = 128 * 1024
+
+#: InvokeEndpointAsync's headers → its input members
+HEADERS = {
+    "x-amzn-sagemaker-content-type": "ContentType",
+    "x-amzn-sagemaker-accept": "Accept",
+    "x-amzn-sagemaker-custom-attributes": "CustomAttributes",
+    "x-amzn-sagemaker-inference-id": "InferenceId",
+    "x-amzn-sagemaker-inputlocation": "InputLocation",
+    "x-amzn-sagemaker-s3outputpathextension": "S3OutputPathExtension",
+    "x-amzn-sagemaker-filename": "Filename",
+    "x-amzn-sagemaker-requestttlseconds": "RequestTTLSeconds",
+    "x-amzn-sagemaker-invocationtimeoutseconds": "InvocationTimeoutSeconds",
+}
+_INTS = ("RequestTTLSeconds", "InvocationTimeoutSeconds")
+
+
+@dataclass
+class _Queue:
+    """One async endpoint's requests in memory: waiting rows in order, running ones by seq."""
+
+    waiting: collections.deque[Any] = field(default_factory=collections.deque)
+    running: dict[int, Any] = field(default_factory=dict)
+    per_variant: collections.Counter[str] = field(default_factory=collections.Counter)
+    attempts: collections.Counter[int] = field(default_factory=collections.Counter)
+    #: rows loaded after a restart: their result may already exist
+    recovered: set[int] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class AsyncInferenceService:
+    def __init__(self, store: Store, clock: Clock, settings: Settings, router: Router,
+                 metrics: MetricsRegistry, topics: TopicService) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.router = router
+        self.metrics = metrics
+        self.topics = topics
+        self.staging = settings.data_dir / "async" / "staging"
+        self._queues: dict[str, _Queue] = {}
+        self._notifying: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+        router.on_activate = self._activated
+
+    def _activated(self, endpoint: str, fleet: Fleet) -> None:
+        if fleet.asynchronous:
+            self._queue(endpoint)  # its worker also reports the (empty) backlog
+
+    # -- InvokeEndpointAsync ---------------------------------------------------------------
+    async def invoke(self, endpoint: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """Persist one request and return InferenceId, OutputLocation and FailureLocation."""
+        fleet = self.router.fleets.get(endpoint)
+        if fleet is None:
+            raise self.router.on_missing(endpoint)
+        spec = fleet.spec.asynchronous
+        if spec is None:
+            raise InvokeValidationError(
+                f"Endpoint {endpoint} is not an asynchronous endpoint (its endpoint config has no "
+                "AsyncInferenceConfig); use InvokeEndpoint.")
+        params = self._params(endpoint, headers, body)
+        iid = params.get("InferenceId") or str(uuid.uuid4())
+        where = params.get("InputLocation")
+        if where is not None:
+            if not where.lower().startswith("s3://") and not objects.local_path(where).is_absolute():
+                raise InvokeValidationError(f"InputLocation {where} must be an s3:// URL, a file:// URL "
+                                            "or an absolute path.")
+            if not await asyncio.to_thread(_readable, where):
+                raise InvokeValidationError(f"Could not access the input at InputLocation {where}.")
+        ext = params.get("S3OutputPathExtension", "")
+        output = objects.join(spec.output_path, ext, params.get("Filename") or f"{iid}.out")
+        failure = objects.join(spec.failure_path or spec.output_path, ext, f"{iid}-error.out")
+        row, new = self.store.enqueue({
+            "endpoint": endpoint, "inference_id": iid, "status": "Pending",
+            "created": timestamp(self.clock), "input_location": where,
+            "body": None if where is not None else body,
+            "content_type": params.get("ContentType", ""), "accept": params.get("Accept", ""),
+            "custom_attributes": params.get("CustomAttributes", ""),
+            "output_location": output, "failure_location": failure,
+            "ttl_seconds": params.get("RequestTTLSeconds", DEFAULT_TTL),
+            "timeout_seconds": params.get("InvocationTimeoutSeconds", DEFAULT_TIMEOUT)})
+        if new:
+            q = self._queue(endpoint)
+            q.waiting.append(row)
+            q.wake.set()
+        return {"InferenceId": row.inference_id, "OutputLocation": row.output_location,
+                "FailureLocation": row.failure_location}
+
+    @staticmethod
+    def _params(endpoint: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        params: dict[str, Any] = {"EndpointName": endpoint}
+        for header, member in HEADERS.items():
+            if header in headers:
+                params[member] = headers[header]
+        for member in _INTS:
+            if member in params:
+                try:
+                    params[member] = int(params[member])
+                except ValueError:
+                    raise InvokeValidationError(f"{member} must be an integer; got {params[member]!r}.") from None
+        if len(body) > INLINE_MAX:
+            raise PayloadTooLarge(f"Inline request body of {len(body)} bytes exceeds the maximum of "
+                                  f"{INLINE_MAX} bytes for InvokeEndpointAsync; upload the payload "
+                                  "and pass its InputLocation instead.")
+        if body:
+            params["Body"] = body
+        try:
+            validate_input("sagemaker-runtime", "InvokeEndpointAsync", params)
+        except ValidationException as exc:
+            raise InvokeValidationError(str(exc)) from None
+        if ("InputLocation" in params) == ("Body" in params):
+            raise InvokeValidationError("Provide exactly one of InputLocation and an inline request body.")
+        return params
+
+    def describe(self, endpoint: str, inference_id: str) -> dict[str, Any]:
+        """A request's state (a Moorage addition: SageMaker reports only through S3 and SNS)."""
+        row = self.store.async_request(endpoint, inference_id)
+        if row is None:
+            raise ValidationException(f"No asynchronous request {inference_id} on endpoint {endpoint}.")
+        q = self._queues.get(endpoint)
+        status = row.status
+        if status == "Pending" and q is not None and row.seq in q.running:
+            status = "InProgress"
+        out = {"InferenceId": row.inference_id, "EndpointName": endpoint, "Status": status,
+               "CreationTime": row.created, "OutputLocation": row.output_location,
+               "FailureLocation": row.failure_location}
+        if row.finished is not None:
+            out["CompletionTime"] = row.finished
+        if row.failure_reason:
+            out["FailureReason"] = row.failure_reason
+        if row.variant:
+            out["InvokedProductionVariant"] = row.variant
+        return out
+
+    def check_config(self, config: dict[str, Any], variants: list[dict[str, Any]]) -> None:
+        """CreateEndpointConfig's checks of an AsyncInferenceConfig."""
+        if any(v.get("ServerlessConfig") for v in variants):
+            raise ValidationException("AsyncInferenceConfig cannot be combined with serverless variants.")
+        out = config["OutputConfig"]
+        if not out.get("S3OutputPath"):
+            raise ValidationException("AsyncInferenceConfig.OutputConfig.S3OutputPath is required.")
+        objects.check_location(out["S3OutputPath"], "S3OutputPath")
+        if out.get("S3FailurePath"):
+            objects.check_location(out["S3FailurePath"], "S3FailurePath")
+        note = out.get("NotificationConfig") or {}
+        for key in ("SuccessTopic", "ErrorTopic"):
+            if note.get(key):
+                self.topics.webhooks(note[key])
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Queue every request a previous run accepted and did not finish; resend notifications
+        not yet delivered."""
+        for row in self.store.async_open():
+            if row.status == "Pending":
+                q = self._queue(row.endpoint)
+                q.waiting.append(row)
+                q.recovered.add(row.seq)
+            else:
+                self._notify_later(row)
+
+    def forget(self, endpoint: str) -> None:
+        """The endpoint is being deleted: stop its worker and drop its requests."""
+        q = self._queues.pop(endpoint, None)
+        if q is not None and q.task is not None:
+            q.task.cancel()
+        self.store.async_forget(endpoint)
+
+    async def stop(self) -> None:
+        for q in self._queues.values():
+            if q.task is not None:
+                q.task.cancel()
+            for t in q.tasks:
+                t.cancel()
+        for t in self._notifying:
+            t.cancel()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _queue(self, endpoint: str) -> _Queue:
+        q = self._queues.get(endpoint)
+        if q is None:
+            q = self._queues[endpoint] = _Queue()
+            q.task = asyncio.create_task(self._work(endpoint, q), name=f"async-{endpoint}")
+        return q
+
+    # -- the worker ------------------------------------------------------------------------
+    async def _work(self, endpoint: str, q: _Queue) -> None:
+        last_metrics = 0.0
+        while True:
+            fleet = self.router.fleets.get(endpoint)
+            if fleet is not None and fleet.spec.asynchronous is not None:
+                self._dispatch(endpoint, fleet, fleet.spec.asynchronous, q)
+                now = time.monotonic()
+                if now - last_metrics >= 1.0:
+                    last_metrics = now
+                    self._record_backlog(endpoint, fleet, q)
+            q.wake.clear()
+            try:
+                await asyncio.wait_for(q.wake.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+
+    def _dispatch(self, endpoint: str, fleet: Fleet, spec: AsyncSpec, q: _Queue) -> None:
+        pools = [fleet.pools[n] for n in fleet.names]
+        weights = [fleet.weights[n] for n in fleet.names]
+        while q.waiting:
+            free = [len(p.ready) * spec.max_concurrent_per_instance - q.per_variant[p.spec.name]
+                    for p in pools]
+            i = pick_variant(free, weights)
+            if i < 0:
+                return
+            row = q.waiting.popleft()
+            pool = pools[i]
+            q.running[row.seq] = row
+            q.per_variant[pool.spec.name] += 1
+            task = asyncio.create_task(self._run(endpoint, pool, row, q))
+            q.tasks.add(task)
+            task.add_done_callback(q.tasks.discard)
+
+    def _record_backlog(self, endpoint: str, fleet: Fleet, q: _Queue) -> None:
+        instances = sum(len(p.ready) for p in fleet.pools.values())
+        values = backlog_metrics([r.created for r in q.waiting], len(q.running), instances,
+                                 self.clock.time())
+        for variant in fleet.names:
+            for name, value in values.items():
+                self.metrics.set_gauge(endpoint, variant, name, value,
+                                       unit="Seconds" if name == "ApproximateAgeOfOldestRequest" else "Count")
+
+    async def _run(self, endpoint: str, pool: VariantPool, row: Any, q: _Queue) -> None:
+        variant = pool.spec.name
+        retry = False
+        try:
+            retry = await self._execute(endpoint, pool, row, q)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unreadable location: fail the request, keep the queue
+            log.exception("async request %s on %s failed", row.inference_id, endpoint)
+            reason = str(exc) if isinstance(exc, MoorageError) else f"Internal failure: {type(exc).__name__}: {exc}"
+            await self._fail(row, variant, reason)
+        finally:
+            q.running.pop(row.seq, None)
+            q.per_variant[variant] -= 1
+            if retry and self._queues.get(endpoint) is q:
+                q.waiting.appendleft(row)
+            q.wake.set()
+
+    async def _execute(self, endpoint: str, pool: VariantPool, row: Any, q: _Queue) -> bool:
+        """Run one request to its end. Returns True to put it back in the queue."""
+        variant = pool.spec.name
+        if row.seq in q.recovered:  # it may have finished just before a crash
+            q.recovered.discard(row.seq)
+            if await asyncio.to_thread(objects.exists, row.output_location):
+                self._finish(row, "Completed", variant, content_type="")
+                return False
+            if await asyncio.to_thread(objects.exists, row.failure_location):
+                self._finish(row, "Failed", variant, reason="The request failed before a restart; "
+                             f"see {row.failure_location}.")
+                return False
+        if expired(row.created, row.ttl_seconds, self.clock.time()):
+            await self._fail(row, variant, f"Request expired: it waited in the queue longer than its "
+                                           f"RequestTTLSeconds ({row.ttl_seconds} s).")
+            return False
+        ctype, accept = row.content_type.encode(), row.accept.encode()
+        attrs = row.custom_attributes.encode()
+        timeout = float(row.timeout_seconds)
+        t0 = time.perf_counter()
+        status: int | None = None
+        try:
+            if row.body is not None:
+                reply = await pool.invoke(ctype, accept, attrs, row.body, timeout)
+                status = reply.status
+                if status < 400:
+                    await self._publish_bytes(reply.body, row.output_location)
+            else:
+                reply = await self._invoke_location(pool, row, ctype, accept, attrs, timeout)
+                status = reply.status
+        except asyncio.TimeoutError:
+            await self._fail(row, variant, f"Inference did not finish within InvocationTimeoutSeconds "
+                                           f"({row.timeout_seconds} s).", original_status=504)
+            return False
+        except (InstanceGone, InvokeThrottled) as exc:
+            q.attempts[row.seq] += 1
+            if q.attempts[row.seq] < MAX_ATTEMPTS:
+                log.warning("async request %s: %s; trying again", row.inference_id, exc)
+                return True
+            await self._fail(row, variant, f"The instance serving the request stopped "
+                                           f"{MAX_ATTEMPTS} times: {exc}")
+            return False
+        finally:
+            if status is not None:
+                us = int((time.perf_counter() - t0) * 1e6)
+                self.metrics.record_invocation(endpoint, variant, model_status=status,
+                                               model_latency_us=us, overhead_latency_us=0)
+        if status >= 400:
+            message = reply.body[:4096].decode(errors="replace")
+            await self._fail(row, variant, f"Received {'client' if status < 500 else 'server'} error "
+                                           f"({status}) from the model: {message}",
+                             original_status=status, original_message=message)
+            return False
+        self._finish(row, "Completed", variant, content_type=reply.content_type.decode(),
+                     response=reply.body if row.body is not None else None)
+        return False
+
+    async def _invoke_location(self, pool: VariantPool, row: Any, ctype: bytes, accept: bytes,
+                               attrs: bytes, timeout: float) -> Reply:
+        """Input file in, result file out: the instance reads and writes the payloads itself."""
+        try:
+            src, staged = await asyncio.to_thread(objects.stage_input, row.input_location, self.staging)
+        except Exception as exc:
+            raise ValidationException(f"Could not read the input at {row.input_location}: {exc}") from exc
+        dst = await asyncio.to_thread(objects.result_file, row.output_location, self.staging)
+        try:
+            reply = await pool.invoke_file(ctype, accept, attrs, str(src), str(dst), timeout)
+            if reply.status < 400:
+                await asyncio.to_thread(objects.publish, dst, row.output_location)
+            return reply
+        finally:
+            dst.unlink(missing_ok=True)
+            if staged:
+                src.unlink(missing_ok=True)
+
+    async def _publish_bytes(self, data: bytes, url: str) -> None:
+        await asyncio.to_thread(objects.publish_bytes, data, url, self.staging)
+
+    # -- ends ------------------------------------------------------------------------------
+    async def _fail(self, row: Any, variant: str, reason: str, *, original_status: int | None = None,
+                    original_message: str | None = None) -> None:
+        doc: dict[str, Any] = {"InferenceId": row.inference_id, "FailureReason": reason}
+        if original_status is not None:
+            doc["OriginalStatusCode"] = original_status
+        if original_message is not None:
+            doc["OriginalMessage"] = original_message
+        try:
+            await self._publish_bytes(json.dumps(doc).encode(), row.failure_location)
+        except Exception:
+            log.exception("could not write the error document of %s to %s", row.inference_id,
+                          row.failure_location)
+        self._finish(row, "Failed", variant, reason=reason,
+                     response=original_message.encode() if original_message else None)
+
+    def _finish(self, row: Any, status: str, variant: str, *, reason: str | None = None,
+                content_type: str = "", response: bytes | None = None) -> None:
+        spec = self._async_spec(row.endpoint)
+        topic = ""
+        if spec is not None:
+            topic = spec.success_topic if status == "Completed" else spec.error_topic
+        self.store.async_update(row.seq, status=status, finished=timestamp(self.clock), variant=variant,
+                                failure_reason=reason, notify="Pending" if topic else None)
+        if topic and spec is not None:
+            include = ("SUCCESS_NOTIFICATION_TOPIC" if status == "Completed"
+                       else "ERROR_NOTIFICATION_TOPIC") in spec.include_response_in
+            message = notification(self.settings.region, row, status, content_type, reason,
+                                   timestamp(self.clock), response if include else None)
+            self._send(row.seq, topic, message)
+
+    def _async_spec(self, endpoint: str) -> AsyncSpec | None:
+        fleet = self.router.fleets.get(endpoint)
+        return fleet.spec.asynchronous if fleet is not None else None
+
+    # -- notifications ---------------------------------------------------------------------
+    def _notify_later(self, row: Any) -> None:
+        """After a restart: resend a final state's notification (without the response body)."""
+        spec = self._async_spec(row.endpoint)
+        if spec is None:
+            self.store.async_update(row.seq, notify=None)
+            return
+        topic = spec.success_topic if row.status == "Completed" else spec.error_topic
+        if topic:
+            self._send(row.seq, topic, notification(self.settings.region, row, row.status, "",
+                                                    row.failure_reason, row.finished or row.created, None))
+
+    def _send(self, seq: int, topic: str, message: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._deliver(seq, topic, message))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _deliver(self, seq: int, topic: str, message: dict[str, Any]) -> None:
+        """POST the notification to every webhook of the topic, retrying each with backoff."""
+        try:
+            urls = self.topics.webhooks(topic)
+        except ValidationException:
+            log.warning("notification topic %s is gone; dropping the notification", topic)
+            urls = []
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds)
+        body = json.dumps(message).encode()
+        headers = {"Content-Type": "application/json", "x-amz-sns-message-type": "Notification",
+                   "x-amz-sns-topic-arn": topic}
+        delivered = await asyncio.gather(*(self._post(url, body, headers) for url in urls))
+        if not all(delivered):
+            log.error("notification for %s to %s not delivered to every webhook", message["inferenceId"], topic)
+        self.store.async_update(seq, notify="Sent" if all(delivered) else "Undelivered")
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bool:
+        assert self._http is not None
+        delays = retry_delays(self.settings.webhook_attempts, self.settings.webhook_backoff_seconds)
+        for attempt in range(len(delays) + 1):
+            try:
+                r = await self._http.post(url, content=body, headers=headers)
+                if r.status_code < 300:
+                    return True
+                problem = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if attempt < len(delays):
+                log.warning("webhook %s: %s; retrying in %g s", url, problem, delays[attempt])
+                await asyncio.sleep(delays[attempt])
+            else:
+                log.error("webhook %s: %s; giving up after %d attempts", url, problem, attempt + 1)
+        return False
+
+
+def notification(region: str, row: Any, status: str, content_type: str, reason: str | None,
+                 finished: float, response: bytes | None) -> dict[str, Any]:
+    """SageMaker's async inference notification (the SNS message body)."""
+    request = {"endpointName": row.endpoint, "contentType": row.content_type or None,
+               "inputLocation": row.input_location}
+    message: dict[str, Any] = {
+        "awsRegion": region, "eventTime": _iso(finished), "receivedTime": _iso(row.created),
+        "invocationStatus": status,
+        "requestParameters": {k: v for k, v in request.items() if v},
+        "inferenceId": row.inference_id, "eventVersion": "1.0", "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult"}
+    if status == "Completed":
+        message["responseParameters"] = {"contentType": content_type, "outputLocation": row.output_location}
+    else:
+        message["failureReason"] = reason or ""
+        message["responseParameters"] = {"failureLocation": row.failure_location}
+    if response is not None and len(response) <= NOTIFY_BODY_MAX:
+        message["responseBody"] = {"content": base64.b64encode(response).decode(), "encoding": "BASE64"}
+    return message
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _readable(url: str) -> bool:
+    try:
+        return objects.exists(url)
+    except Exception:
+        return False
+
