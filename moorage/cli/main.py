@@ -57,7 +57,10 @@ def server(
                f"(data in {settings.data_dir})", err=True)
     uvicorn.run(create_app(services), host=settings.host, port=settings.port, loop="uvloop",
                 http="httptools", log_level=log_level, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30,
+                # Moorage trusts no X-Forwarded-* header (nothing here depends on the client's
+                # address), so uvicorn's proxy-headers middleware would be pure per-request cost.
+                proxy_headers=False)
 
 
 def _is_loopback(host: str) -> bool:

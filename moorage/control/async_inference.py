@@ -10,6 +10,10 @@ one output. A final state with a topic to tell is stored with ``notify = Pending
 its own task with retries, so a failing webhook never holds up the queue; a restart resends
 what was not delivered.
 
+Writes are group-committed (``Batcher``): inserts, final updates and small outputs are done by
+worker threads in batches; what arrives while one batch is written goes in the next, so a busy
+queue pays one SQLite transaction per batch, and each 202 waits for its own commit.
+
 Payloads never pass through the server's memory: an InputLocation is handed to the instance
 as a file (an s3:// input is first streamed to a staging file), and the instance writes the
 result to a file that is then published. Only inline bodies (at most 128,000 bytes) travel in
@@ -21,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import concurrent.futures
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -69,16 +74,102 @@ HEADERS = {
 _INTS = ("RequestTTLSeconds", "InvocationTimeoutSeconds")
 
 
+@dataclass(slots=True)
+class Request:
+    """One InvokeEndpointAsync request, as stored (columns of ``async_requests``)."""
+
+    endpoint: str
+    inference_id: str
+    created: float
+    output_location: str
+    failure_location: str
+    ttl_seconds: int
+    timeout_seconds: int
+    input_location: str | None = None
+    body: bytes | None = None
+    content_type: str = ""
+    accept: str = ""
+    custom_attributes: str = ""
+    status: str = "Pending"
+    finished: float | None = None
+    failure_reason: str | None = None
+    variant: str | None = None
+    notify: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Request:
+        return cls(**{f: getattr(row, f) for f in cls.__slots__})  # type: ignore[attr-defined]
+
+    def columns(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+
+
+class Batcher:
+    """Work items that arrive while a batch is being done go in the next batch, done by one
+    worker thread: the event loop never waits on the disk, and a busy queue pays one thread hop
+    (and one SQLite transaction, one commit) per batch rather than per request.
+
+    ``work(items)`` returns None when every item succeeded, else one exception-or-None per item.
+    ``add`` returns a future for the item."""
+
+    def __init__(self, work: Callable[[list[Any]], list[BaseException | None] | None],
+                 executor: concurrent.futures.Executor, delay: float = 0.0) -> None:
+        self._work = work
+        self._executor = executor
+        #: how long a batch may wait to grow (0: until the end of this loop turn)
+        self._delay = delay
+        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self._busy = False
+
+    def add(self, item: Any) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((item, fut))
+        if not self._busy:
+            self._busy = True
+            self._schedule(loop)
+        return fut
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._delay:
+            loop.call_later(self._delay, self._start)
+        else:
+            loop.call_soon(self._start)  # next turn: gather what else arrives in this one
+
+    def _start(self) -> None:
+        batch, self._pending = self._pending, []
+        done = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._work, [item for item, _ in batch])
+        done.add_done_callback(lambda f: self._finished(batch, f))
+
+    def _finished(self, batch: list[tuple[Any, asyncio.Future[None]]], f: asyncio.Future[Any]) -> None:
+        exc = f.exception()
+        errors = [exc] * len(batch) if exc is not None else (f.result() or [None] * len(batch))
+        for (_, fut), error in zip(batch, errors):
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+        if self._pending:
+            self._schedule(asyncio.get_running_loop())
+        else:
+            self._busy = False
+
+
 @dataclass
 class _Queue:
-    """One async endpoint's requests in memory: waiting rows in order, running ones by seq."""
+    """One async endpoint's requests in memory: waiting ones in order, running ones by id."""
 
-    waiting: collections.deque[Any] = field(default_factory=collections.deque)
-    running: dict[int, Any] = field(default_factory=dict)
+    waiting: collections.deque[Request] = field(default_factory=collections.deque)
+    running: dict[str, Request] = field(default_factory=dict)
     per_variant: collections.Counter[str] = field(default_factory=collections.Counter)
-    attempts: collections.Counter[int] = field(default_factory=collections.Counter)
-    #: rows loaded after a restart: their result may already exist
-    recovered: set[int] = field(default_factory=set)
+    attempts: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: ids of requests loaded after a restart: their result may already exist
+    recovered: set[str] = field(default_factory=set)
+    #: ids accepted in this run: a resubmitted id is the same request
+    known: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -97,6 +188,14 @@ class AsyncInferenceService:
         self._queues: dict[str, _Queue] = {}
         self._notifying: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        # one thread writes the store (SQLite takes one writer at a time anyway), others files
+        self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-db")
+        self._io = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="async-io")
+        self._inserts = Batcher(lambda reqs: store.enqueue([r.columns() for r in reqs]), self._db, delay=0.002)
+        # A final state may be stored late: until it is, the written output already proves it
+        # (a restart finds the output and only marks the request), so ends are batched 50 ms.
+        self._finishes = Batcher(store.async_update, self._db, delay=0.05)
+        self._outputs = Batcher(self._write_outputs, self._io, delay=0.002)
         router.on_activate = self._activated
 
     def _activated(self, endpoint: str, fleet: Fleet) -> None:
@@ -124,23 +223,36 @@ class AsyncInferenceService:
             if not await asyncio.to_thread(_readable, where):
                 raise InvokeValidationError(f"Could not access the input at InputLocation {where}.")
         ext = params.get("S3OutputPathExtension", "")
-        output = objects.join(spec.output_path, ext, params.get("Filename") or f"{iid}.out")
-        failure = objects.join(spec.failure_path or spec.output_path, ext, f"{iid}-error.out")
-        row, new = self.store.enqueue({
-            "endpoint": endpoint, "inference_id": iid, "status": "Pending",
-            "created": timestamp(self.clock), "input_location": where,
-            "body": None if where is not None else body,
-            "content_type": params.get("ContentType", ""), "accept": params.get("Accept", ""),
-            "custom_attributes": params.get("CustomAttributes", ""),
-            "output_location": output, "failure_location": failure,
-            "ttl_seconds": params.get("RequestTTLSeconds", DEFAULT_TTL),
-            "timeout_seconds": params.get("InvocationTimeoutSeconds", DEFAULT_TIMEOUT)})
-        if new:
-            q = self._queue(endpoint)
-            q.waiting.append(row)
-            q.wake.set()
-        return {"InferenceId": row.inference_id, "OutputLocation": row.output_location,
-                "FailureLocation": row.failure_location}
+        req = Request(
+            endpoint=endpoint, inference_id=iid, created=timestamp(self.clock),
+            output_location=objects.join(spec.output_path, ext, params.get("Filename") or f"{iid}.out"),
+            failure_location=objects.join(spec.failure_path or spec.output_path, ext, f"{iid}-error.out"),
+            ttl_seconds=params.get("RequestTTLSeconds", DEFAULT_TTL),
+            timeout_seconds=params.get("InvocationTimeoutSeconds", DEFAULT_TIMEOUT),
+            input_location=where, body=None if where is not None else body,
+            content_type=params.get("ContentType", ""), accept=params.get("Accept", ""),
+            custom_attributes=params.get("CustomAttributes", ""))
+        q = self._queue(endpoint)
+        if "InferenceId" in params:  # the caller's id: it may name a request already accepted
+            if iid in q.known:
+                return self._locations(self.store.async_request(endpoint, iid) or req)
+            row = self.store.async_request(endpoint, iid)
+            if row is not None:
+                return self._locations(row)
+        q.known.add(iid)
+        try:
+            await self._inserts.add(req)
+        except Exception:
+            q.known.discard(iid)
+            raise
+        q.waiting.append(req)
+        q.wake.set()
+        return self._locations(req)
+
+    @staticmethod
+    def _locations(req: Any) -> dict[str, str]:
+        return {"InferenceId": req.inference_id, "OutputLocation": req.output_location,
+                "FailureLocation": req.failure_location}
 
     @staticmethod
     def _params(endpoint: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -175,7 +287,7 @@ class AsyncInferenceService:
             raise ValidationException(f"No asynchronous request {inference_id} on endpoint {endpoint}.")
         q = self._queues.get(endpoint)
         status = row.status
-        if status == "Pending" and q is not None and row.seq in q.running:
+        if status == "Pending" and q is not None and inference_id in q.running:
             status = "InProgress"
         out = {"InferenceId": row.inference_id, "EndpointName": endpoint, "Status": status,
                "CreationTime": row.created, "OutputLocation": row.output_location,
@@ -208,12 +320,14 @@ class AsyncInferenceService:
         """Queue every request a previous run accepted and did not finish; resend notifications
         not yet delivered."""
         for row in self.store.async_open():
-            if row.status == "Pending":
-                q = self._queue(row.endpoint)
-                q.waiting.append(row)
-                q.recovered.add(row.seq)
+            req = Request.from_row(row)
+            if req.status == "Pending":
+                q = self._queue(req.endpoint)
+                q.waiting.append(req)
+                q.known.add(req.inference_id)
+                q.recovered.add(req.inference_id)
             else:
-                self._notify_later(row)
+                self._notify_later(req)
 
     def forget(self, endpoint: str) -> None:
         """The endpoint is being deleted: stop its worker and drop its requests."""
@@ -232,6 +346,8 @@ class AsyncInferenceService:
             t.cancel()
         if self._http is not None:
             await self._http.aclose()
+        self._db.shutdown(wait=True)
+        self._io.shutdown(wait=True)
 
     def _queue(self, endpoint: str) -> _Queue:
         q = self._queues.get(endpoint)
@@ -268,7 +384,7 @@ class AsyncInferenceService:
                 return
             row = q.waiting.popleft()
             pool = pools[i]
-            q.running[row.seq] = row
+            q.running[row.inference_id] = row
             q.per_variant[pool.spec.name] += 1
             task = asyncio.create_task(self._run(endpoint, pool, row, q))
             q.tasks.add(task)
@@ -283,7 +399,7 @@ class AsyncInferenceService:
                 self.metrics.set_gauge(endpoint, variant, name, value,
                                        unit="Seconds" if name == "ApproximateAgeOfOldestRequest" else "Count")
 
-    async def _run(self, endpoint: str, pool: VariantPool, row: Any, q: _Queue) -> None:
+    async def _run(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> None:
         variant = pool.spec.name
         retry = False
         try:
@@ -295,17 +411,20 @@ class AsyncInferenceService:
             reason = str(exc) if isinstance(exc, MoorageError) else f"Internal failure: {type(exc).__name__}: {exc}"
             await self._fail(row, variant, reason)
         finally:
-            q.running.pop(row.seq, None)
+            q.running.pop(row.inference_id, None)
             q.per_variant[variant] -= 1
             if retry and self._queues.get(endpoint) is q:
                 q.waiting.appendleft(row)
+            else:  # from now on the store answers for a resubmitted id
+                q.known.discard(row.inference_id)
+                q.attempts.pop(row.inference_id, None)
             q.wake.set()
 
-    async def _execute(self, endpoint: str, pool: VariantPool, row: Any, q: _Queue) -> bool:
+    async def _execute(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> bool:
         """Run one request to its end. Returns True to put it back in the queue."""
         variant = pool.spec.name
-        if row.seq in q.recovered:  # it may have finished just before a crash
-            q.recovered.discard(row.seq)
+        if row.inference_id in q.recovered:  # it may have finished just before a crash
+            q.recovered.discard(row.inference_id)
             if await asyncio.to_thread(objects.exists, row.output_location):
                 self._finish(row, "Completed", variant, content_type="")
                 return False
@@ -336,8 +455,8 @@ class AsyncInferenceService:
                                            f"({row.timeout_seconds} s).", original_status=504)
             return False
         except (InstanceGone, InvokeThrottled) as exc:
-            q.attempts[row.seq] += 1
-            if q.attempts[row.seq] < MAX_ATTEMPTS:
+            q.attempts[row.inference_id] += 1
+            if q.attempts[row.inference_id] < MAX_ATTEMPTS:
                 log.warning("async request %s: %s; trying again", row.inference_id, exc)
                 return True
             await self._fail(row, variant, f"The instance serving the request stopped "
@@ -358,7 +477,7 @@ class AsyncInferenceService:
                      response=reply.body if row.body is not None else None)
         return False
 
-    async def _invoke_location(self, pool: VariantPool, row: Any, ctype: bytes, accept: bytes,
+    async def _invoke_location(self, pool: VariantPool, row: Request, ctype: bytes, accept: bytes,
                                attrs: bytes, timeout: float) -> Reply:
         """Input file in, result file out: the instance reads and writes the payloads itself."""
         try:
@@ -377,10 +496,20 @@ class AsyncInferenceService:
                 src.unlink(missing_ok=True)
 
     async def _publish_bytes(self, data: bytes, url: str) -> None:
-        await asyncio.to_thread(objects.publish_bytes, data, url, self.staging)
+        await self._outputs.add((data, url))
+
+    def _write_outputs(self, items: list[tuple[bytes, str]]) -> list[BaseException | None]:
+        errors: list[BaseException | None] = []
+        for data, url in items:
+            try:
+                objects.publish_bytes(data, url, self.staging)
+                errors.append(None)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
     # -- ends ------------------------------------------------------------------------------
-    async def _fail(self, row: Any, variant: str, reason: str, *, original_status: int | None = None,
+    async def _fail(self, row: Request, variant: str, reason: str, *, original_status: int | None = None,
                     original_message: str | None = None) -> None:
         doc: dict[str, Any] = {"InferenceId": row.inference_id, "FailureReason": reason}
         if original_status is not None:
@@ -395,43 +524,53 @@ class AsyncInferenceService:
         self._finish(row, "Failed", variant, reason=reason,
                      response=original_message.encode() if original_message else None)
 
-    def _finish(self, row: Any, status: str, variant: str, *, reason: str | None = None,
+    def _finish(self, row: Request, status: str, variant: str, *, reason: str | None = None,
                 content_type: str = "", response: bytes | None = None) -> None:
+        """Record the final state (group-committed); the notification goes once it is stored."""
         spec = self._async_spec(row.endpoint)
         topic = ""
         if spec is not None:
             topic = spec.success_topic if status == "Completed" else spec.error_topic
-        self.store.async_update(row.seq, status=status, finished=timestamp(self.clock), variant=variant,
-                                failure_reason=reason, notify="Pending" if topic else None)
+        row.status, row.finished, row.variant, row.failure_reason = status, timestamp(self.clock), variant, reason
+        row.notify = "Pending" if topic else None
+        stored = self._finishes.add({"endpoint": row.endpoint, "inference_id": row.inference_id,
+                                     "status": status, "finished": row.finished, "variant": variant,
+                                     "failure_reason": reason, "notify": row.notify})
         if topic and spec is not None:
             include = ("SUCCESS_NOTIFICATION_TOPIC" if status == "Completed"
                        else "ERROR_NOTIFICATION_TOPIC") in spec.include_response_in
             message = notification(self.settings.region, row, status, content_type, reason,
-                                   timestamp(self.clock), response if include else None)
-            self._send(row.seq, topic, message)
+                                   row.finished, response if include else None)
+            stored.add_done_callback(lambda f: f.exception() or self._send(row, topic, message))
+        else:
+            stored.add_done_callback(_log_failure)
 
     def _async_spec(self, endpoint: str) -> AsyncSpec | None:
         fleet = self.router.fleets.get(endpoint)
         return fleet.spec.asynchronous if fleet is not None else None
 
     # -- notifications ---------------------------------------------------------------------
-    def _notify_later(self, row: Any) -> None:
+    def _notify_later(self, row: Request) -> None:
         """After a restart: resend a final state's notification (without the response body)."""
         spec = self._async_spec(row.endpoint)
-        if spec is None:
-            self.store.async_update(row.seq, notify=None)
+        topic = ""
+        if spec is not None:
+            topic = spec.success_topic if row.status == "Completed" else spec.error_topic
+        if not topic:
+            self._set_notify(row, None)
             return
-        topic = spec.success_topic if row.status == "Completed" else spec.error_topic
-        if topic:
-            self._send(row.seq, topic, notification(self.settings.region, row, row.status, "",
-                                                    row.failure_reason, row.finished or row.created, None))
+        self._send(row, topic, notification(self.settings.region, row, row.status, "",
+                                            row.failure_reason, row.finished or row.created, None))
 
-    def _send(self, seq: int, topic: str, message: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._deliver(seq, topic, message))
+    def _set_notify(self, row: Request, state: str | None) -> None:
+        self.store.async_update([{"endpoint": row.endpoint, "inference_id": row.inference_id, "notify": state}])
+
+    def _send(self, row: Request, topic: str, message: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._deliver(row, topic, message))
         self._notifying.add(task)
         task.add_done_callback(self._notifying.discard)
 
-    async def _deliver(self, seq: int, topic: str, message: dict[str, Any]) -> None:
+    async def _deliver(self, row: Request, topic: str, message: dict[str, Any]) -> None:
         """POST the notification to every webhook of the topic, retrying each with backoff."""
         try:
             urls = self.topics.webhooks(topic)
@@ -446,7 +585,7 @@ class AsyncInferenceService:
         delivered = await asyncio.gather(*(self._post(url, body, headers) for url in urls))
         if not all(delivered):
             log.error("notification for %s to %s not delivered to every webhook", message["inferenceId"], topic)
-        self.store.async_update(seq, notify="Sent" if all(delivered) else "Undelivered")
+        self._set_notify(row, "Sent" if all(delivered) else "Undelivered")
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bool:
         assert self._http is not None
@@ -467,7 +606,7 @@ class AsyncInferenceService:
         return False
 
 
-def notification(region: str, row: Any, status: str, content_type: str, reason: str | None,
+def notification(region: str, row: Request, status: str, content_type: str, reason: str | None,
                  finished: float, response: bytes | None) -> dict[str, Any]:
     """SageMaker's async inference notification (the SNS message body)."""
     request = {"endpointName": row.endpoint, "contentType": row.content_type or None,
@@ -486,6 +625,11 @@ def notification(region: str, row: Any, status: str, content_type: str, reason: 
     if response is not None and len(response) <= NOTIFY_BODY_MAX:
         message["responseBody"] = {"content": base64.b64encode(response).decode(), "encoding": "BASE64"}
     return message
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if fut.exception() is not None:
+        log.error("could not store the end of an async request", exc_info=fut.exception())
 
 
 def _iso(t: float) -> str:

@@ -112,22 +112,15 @@ class Store:
         return res.rowcount == 1
 
     # -- async inference requests ----------------------------------------------------------
-    def enqueue(self, row: dict[str, Any]) -> tuple[Any, bool]:
-        """Persist a new request; returns (row, True), or (the existing row, False) when the
-        endpoint already has a request with this inference id."""
-        try:
-            with self.engine.begin() as conn:
-                seq = conn.execute(insert(async_requests).values(**row)).inserted_primary_key[0]
-        except IntegrityError:
-            existing = self.async_request(row["endpoint"], row["inference_id"])
-            if existing is None:
-                raise
-            return existing, False
-        return self.async_row(seq), True
-
-    def async_row(self, seq: int) -> Any:
-        with self.engine.connect() as conn:
-            return conn.execute(select(async_requests).where(async_requests.c.seq == seq)).first()
+    def enqueue(self, rows: list[dict[str, Any]]) -> None:
+        """Persist new requests in one transaction (group commit). The statement goes to the
+        driver's executemany as is: on a busy queue SQLAlchemy's per-row processing would cost
+        more than SQLite's insert."""
+        cols = list(rows[0])
+        sql = (f"INSERT INTO async_requests ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' * len(cols))})")
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
 
     def async_request(self, endpoint: str, inference_id: str) -> Any:
         with self.engine.connect() as conn:
@@ -142,9 +135,15 @@ class Store:
                 (async_requests.c.status == "Pending") | (async_requests.c.notify == "Pending"))
                 .order_by(async_requests.c.seq)).all()
 
-    def async_update(self, seq: int, **values: Any) -> None:
+    def async_update(self, changes: list[dict[str, Any]]) -> None:
+        """Apply ``{"endpoint", "inference_id", <column>: value ...}`` changes that all set the
+        same columns, in one transaction."""
+        keys = [k for k in changes[0] if k not in ("endpoint", "inference_id")]
+        sql = (f"UPDATE async_requests SET {', '.join(f'{k} = ?' for k in keys)} "
+               "WHERE endpoint = ? AND inference_id = ?")
         with self.engine.begin() as conn:
-            conn.execute(update(async_requests).where(async_requests.c.seq == seq).values(**values))
+            conn.exec_driver_sql(sql, [(*(c[k] for k in keys), c["endpoint"], c["inference_id"])
+                                       for c in changes])
 
     def async_forget(self, endpoint: str) -> None:
         """Drop an endpoint's requests (DeleteEndpoint): outputs already written stay."""
