@@ -128,12 +128,20 @@ def rss(pid: int) -> int:
     return 0
 
 
-def big_payload(srv: Server, work: Path, mib: int) -> dict[str, Any]:
+def big_payload(srv: Server, work: Path, mib: int, s3: Any = None) -> dict[str, Any]:
+    """One InputLocation of ``mib`` MiB through the streaming handler; with ``s3`` (a boto3
+    client of the test S3 server) the input is an s3:// object the server stages first."""
     src = work / "big.bin"
     block = os.urandom(1 << 20)
     with src.open("wb") as f:
         for _ in range(mib):
             f.write(block)
+    location = str(src)
+    if s3 is not None:
+        s3.create_bucket(Bucket="bench-big")
+        s3.upload_file(str(src), "bench-big", "big.bin")
+        location = "s3://bench-big/big.bin"
+        src.unlink()
     assert srv.proc is not None
     pid = srv.proc.pid
     base = peak = rss(pid)
@@ -150,20 +158,21 @@ def big_payload(srv: Server, work: Path, mib: int) -> dict[str, Any]:
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     t0 = time.monotonic()
+    iid = "big-s3" if s3 is not None else "big"
     req = urllib.request.Request(srv.url + "/endpoints/big/async-invocations", data=b"", method="POST",
-                                 headers={"X-Amzn-SageMaker-InputLocation": str(src),
-                                          "X-Amzn-SageMaker-Inference-Id": "big"})
+                                 headers={"X-Amzn-SageMaker-InputLocation": location,
+                                          "X-Amzn-SageMaker-Inference-Id": iid})
     with urllib.request.urlopen(req, timeout=60) as r:
         assert r.status == 202
-    while call(srv.url, "GET", "/api/endpoints/big/async-invocations/big")["Status"] in ("Pending", "InProgress"):
+    while call(srv.url, "GET", f"/api/endpoints/big/async-invocations/{iid}")["Status"] in ("Pending", "InProgress"):
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
     stop.set()
     t.join()
-    state = call(srv.url, "GET", "/api/endpoints/big/async-invocations/big")
-    out = work / "big-out" / "big.out"
-    src.unlink()
-    return {"payload_mib": mib, "status": state["Status"], "seconds": round(elapsed, 2),
+    state = call(srv.url, "GET", f"/api/endpoints/big/async-invocations/{iid}")
+    out = work / "big-out" / f"{iid}.out"
+    src.unlink(missing_ok=True)
+    return {"input": location, "payload_mib": mib, "status": state["Status"], "seconds": round(elapsed, 2),
             "mib_per_s": round(mib / elapsed, 1), "rss_before_mib": round(base / 2**20, 1),
             "rss_peak_mib": round(peak / 2**20, 1), "rss_growth_mib": round((peak - base) / 2**20, 1),
             "samples": len(samples), "output_bytes": out.stat().st_size if out.exists() else None}
@@ -174,6 +183,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--big-mb", type=int, default=1024)
+    ap.add_argument("--s3-mb", type=int, default=0,
+                    help="also stream an s3:// input of this size (from moto's server; 0 = skip)")
     ap.add_argument("--bench-dir", default="/tmp/bench", help="yardstick copy with models/ and payloads/")
     ap.add_argument("--out", default="/tmp/moorage-bench/async_throughput.json")
     a = ap.parse_args()
@@ -200,6 +211,13 @@ def main() -> int:
     limit.port = free_port()
     limit.cmd[limit.cmd.index("0")] = str(limit.port)
     results: dict[str, Any] = {"rounds": [], "big": None}
+    s3_server = None
+    if a.s3_mb:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.s3server import run_s3_server
+        s3_server = run_s3_server()
+        s3 = s3_server.__enter__()
+        moorage.env = {**moorage.env, **s3.env}
     try:
         for s in (moorage, limit):
             s.start()
@@ -223,9 +241,14 @@ def main() -> int:
                 f"{row['direct_over_queued']:.2f}")
         results["big"] = big_payload(moorage, work, a.big_mb)
         log(f"big payload: {results['big']}")
+        if s3_server is not None:
+            results["big_s3"] = big_payload(moorage, work, a.s3_mb, s3.client())
+            log(f"big payload from S3: {results['big_s3']}")
     finally:
         for s in (moorage, limit):
             s.stop()
+        if s3_server is not None:
+            s3_server.__exit__(None, None, None)
     med = {k: statistics.median(r[k] for r in results["rounds"])
            for k in ("limit_rps", "direct_rps", "queued_rps", "direct_over_queued")}
     results["median"] = med
@@ -242,6 +265,10 @@ def main() -> int:
     print(f"{big['payload_mib']} MiB payload: {big['status']} in {big['seconds']} s ({big['mib_per_s']} MiB/s); "
           f"server RSS {big['rss_before_mib']} -> peak {big['rss_peak_mib']} MiB, growth "
           f"{big['rss_growth_mib']} MiB ({'PASS' if big['rss_growth_mib'] < 100 else 'MISS'}, target < 100 MB)")
+    if "big_s3" in results:
+        b = results["big_s3"]
+        print(f"{b['payload_mib']} MiB from s3://: {b['status']} in {b['seconds']} s; server RSS growth "
+              f"{b['rss_growth_mib']} MiB ({'PASS' if b['rss_growth_mib'] < 100 else 'MISS'})")
     print(f"JSON: {a.out}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
