@@ -9,6 +9,7 @@ name exists); on S3 an existence check plus a conditional put (``If-None-Match: 
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import os
@@ -53,7 +54,7 @@ def join(base: str, *names: str) -> str:
 
 
 @functools.cache
-def _s3() -> Any:
+def s3() -> Any:
     """One S3 client for the process: creating one costs tens of milliseconds, and every
     request here needs a few calls. No listings cache, so ``exists`` always asks S3."""
     import s3fs
@@ -62,7 +63,7 @@ def _s3() -> Any:
 
 def exists(url: str) -> bool:
     if is_s3(url):
-        return bool(_s3().exists(url))
+        return bool(s3().exists(url))
     return local_path(url).is_file()
 
 
@@ -72,16 +73,24 @@ def stage_input(url: str, staging: Path) -> tuple[Path, bool]:
         return local_path(url), False
     staging.mkdir(parents=True, exist_ok=True)
     dest = staging / f"in-{uuid.uuid4().hex}"
-    _s3().get_file(url, str(dest), max_concurrency=1)
+    s3().get_file(url, str(dest), max_concurrency=1)
     return dest, True
 
 
-def result_file(url: str, staging: Path) -> Path:
-    """Where an instance should write a result bound for ``url``: beside the destination
-    when it is local (so publishing is a link), else in the staging directory."""
-    where = staging if is_s3(url) else local_path(url).parent
-    where.mkdir(parents=True, exist_ok=True)
-    return where / f".moorage-{uuid.uuid4().hex}.part"
+def result_file(staging: Path) -> Path:
+    """A new file name in ``staging`` for a result being written. Results are written there and
+    only then published; a crash leaves them in staging, which ``clear_staging`` empties at the
+    next start, so nothing half-written ever sits beside the results."""
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging / f"result-{_TOKEN}-{next(_COUNTER)}.part"
+
+
+def clear_staging(staging: Path) -> None:
+    """Remove what a previous run left in ``staging`` (call before any work starts)."""
+    if staging.is_dir():
+        for leftover in staging.iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
 
 def publish(src: Path, url: str) -> bool:
@@ -89,7 +98,7 @@ def publish(src: Path, url: str) -> bool:
     Returns whether this call wrote it; ``src`` is gone afterwards either way."""
     try:
         if is_s3(url):
-            fs = _s3()
+            fs = s3()
             if fs.exists(url):
                 return False
             try:
@@ -97,47 +106,48 @@ def publish(src: Path, url: str) -> bool:
             except FileExistsError:
                 return False
             return True
-        dest = local_path(url)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.parent != dest.parent:  # another file system, perhaps: copy beside it first
-            near = dest.parent / f".moorage-{uuid.uuid4().hex}.part"
-            shutil.copyfile(src, near)
-            src.unlink()
-            src = near
+        dest = url if "://" not in url else str(local_path(url))
+        folder = os.path.dirname(dest)
+        if folder not in _FOLDERS:
+            os.makedirs(folder, exist_ok=True)
+            _FOLDERS.add(folder)
         try:
             os.link(src, dest)
         except FileExistsError:
             return False
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return _publish_across(src, dest)
         return True
     finally:
         src.unlink(missing_ok=True)
 
 
+def _publish_across(src: Path, dest: str) -> bool:
+    """Staging is on another file system: copy beside the destination, then link into place."""
+    near = f"{os.path.dirname(dest)}/.moorage-{_TOKEN}-{next(_COUNTER)}.part"
+    try:
+        shutil.copyfile(src, near)
+        os.link(near, dest)
+    except FileExistsError:
+        return False
+    finally:
+        if os.path.exists(near):
+            os.unlink(near)
+    return True
+
+
 def publish_bytes(data: bytes, url: str, staging: Path) -> bool:
-    """``publish`` for a result already in memory (small: an inline request's)."""
-    if is_s3(url):
-        tmp = result_file(url, staging)
-        tmp.write_bytes(data)
-        return publish(tmp, url)
-    # the hot path of a busy async endpoint: plain os calls, no pathlib
-    dest = url if "://" not in url else str(local_path(url))
-    folder = os.path.dirname(dest)
-    if folder not in _FOLDERS:
-        os.makedirs(folder, exist_ok=True)
-        _FOLDERS.add(folder)
-    tmp = f"{folder}/.moorage-{_TOKEN}-{next(_COUNTER)}.part"
+    """``publish`` for a result already in memory (small: an inline request's). Plain os
+    calls, no pathlib: this is the hot path of a busy async endpoint."""
+    tmp = result_file(staging)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
-    try:
-        os.link(tmp, dest)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    return True
+    return publish(tmp, url)
 
 
 #: folders known to exist (results go to few folders, many times)

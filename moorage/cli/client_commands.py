@@ -64,6 +64,26 @@ def _kv(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _follow(api: Api, name: str) -> None:
+    """A progress bar over the job's input objects until it ends."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} objects"),
+               TextColumn("{task.fields[records]:,} records"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(name, total=None, records=0)
+        while True:
+            p = api.call("GET", f"/api/transform-jobs/{name}/progress")
+            bar.update(task, completed=p.get("ObjectsDone", 0), total=p.get("ObjectsTotal"),
+                       records=p.get("Records", 0))
+            if p["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            time.sleep(0.5)
+    job = api.call("GET", f"/api/transform-jobs/{name}")
+    _show({k: job[k] for k in ("TransformJobName", "TransformJobStatus", "FailureReason") if k in job})
+    if job["TransformJobStatus"] != "Completed":
+        raise typer.Exit(1)
+
+
 def _payload(body: str) -> bytes:
     """A payload option: ``-`` reads stdin, ``@FILE`` a file, anything else is the bytes."""
     if body == "-":
@@ -277,6 +297,56 @@ def register(app: typer.Typer) -> None:
     @topics.command("delete")
     def delete_topic(name: str, url: str = URL_OPTION) -> None:
         Api(url).call("DELETE", f"/api/topics/{name}")
+
+    transforms = typer.Typer(help="Batch transform jobs: predictions for whole datasets.", no_args_is_help=True)
+    app.add_typer(transforms, name="transform")
+
+    @transforms.command("create")
+    def create_transform(name: str, model: str = typer.Option(..., help="Model name."),
+                         input: str = typer.Option(..., help="Input prefix: a path, file:// or s3:// URL "
+                                                             "(or a manifest with --manifest)."),
+                         output: str = typer.Option(..., help="Where the .out objects go."),
+                         content_type: Optional[str] = None, accept: Optional[str] = None,
+                         split: str = typer.Option("None", help="None or Line."),
+                         strategy: str = typer.Option("MultiRecord", help="MultiRecord or SingleRecord."),
+                         assemble: str = typer.Option("None", help="None or Line."),
+                         instance_type: str = "ml.m5.large", instance_count: int = 1,
+                         max_payload_mb: int = 6, max_concurrent: int = 1, gzip: bool = False,
+                         manifest: bool = False, wait: bool = False, url: str = URL_OPTION) -> None:
+        """CreateTransformJob (and, with --wait, follow it to the end with a progress bar)."""
+        ti: dict[str, Any] = {"DataSource": {"S3DataSource": {
+            "S3DataType": "ManifestFile" if manifest else "S3Prefix", "S3Uri": input}},
+            "SplitType": split, "CompressionType": "Gzip" if gzip else "None"}
+        if content_type:
+            ti["ContentType"] = content_type
+        to: dict[str, Any] = {"S3OutputPath": output, "AssembleWith": assemble}
+        if accept:
+            to["Accept"] = accept
+        api = Api(url)
+        _show(api.call("POST", "/api/transform-jobs", json={
+            "TransformJobName": name, "ModelName": model, "TransformInput": ti, "TransformOutput": to,
+            "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+            "BatchStrategy": strategy, "MaxPayloadInMB": max_payload_mb, "MaxConcurrentTransforms": max_concurrent}))
+        if wait:
+            _follow(api, name)
+
+    @transforms.command("describe")
+    def describe_transform(name: str, url: str = URL_OPTION) -> None:
+        _show(Api(url).call("GET", f"/api/transform-jobs/{name}"))
+
+    @transforms.command("list")
+    def list_transforms(status: Optional[str] = None, url: str = URL_OPTION) -> None:
+        params = {"MaxResults": 100, **({"StatusEquals": status} if status else {})}
+        _show(Api(url).call("GET", "/api/transform-jobs", params=params)["TransformJobSummaries"])
+
+    @transforms.command("stop")
+    def stop_transform(name: str, url: str = URL_OPTION) -> None:
+        Api(url).call("POST", f"/api/transform-jobs/{name}/stop")
+
+    @transforms.command("wait")
+    def wait_transform(name: str, url: str = URL_OPTION) -> None:
+        """Follow a job to its end with a progress bar; exits 1 unless it Completed."""
+        _follow(Api(url), name)
 
     keys = typer.Typer(help="Access keys (admin, or invoke-only for some endpoints).", no_args_is_help=True)
     app.add_typer(keys, name="keys")

@@ -319,6 +319,7 @@ class AsyncInferenceService:
     def recover(self) -> None:
         """Queue every request a previous run accepted and did not finish; resend notifications
         not yet delivered."""
+        objects.clear_staging(self.staging)
         for row in self.store.async_open():
             req = Request.from_row(row)
             if req.status == "Pending":
@@ -484,7 +485,7 @@ class AsyncInferenceService:
             src, staged = await asyncio.to_thread(objects.stage_input, row.input_location, self.staging)
         except Exception as exc:
             raise ValidationException(f"Could not read the input at {row.input_location}: {exc}") from exc
-        dst = await asyncio.to_thread(objects.result_file, row.output_location, self.staging)
+        dst = await asyncio.to_thread(objects.result_file, self.staging)
         try:
             reply = await pool.invoke_file(ctype, accept, attrs, str(src), str(dst), timeout)
             if reply.status < 400:

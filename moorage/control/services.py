@@ -19,6 +19,7 @@ from moorage.control.endpoints import EndpointService
 from moorage.control.keys import KeyService
 from moorage.control.models import ModelService
 from moorage.control.topics import TopicService
+from moorage.control.transform_jobs import TransformJobService
 from moorage.metrics import MetricsRegistry
 from moorage.serving.router import Router
 from moorage.settings import Settings
@@ -41,6 +42,7 @@ class Services:
     autoscaling: AutoscalingService
     topics: TopicService
     async_inference: AsyncInferenceService
+    transform_jobs: TransformJobService
     #: service → operation name → handler taking and returning wire-shaped dicts
     operations: dict[str, dict[str, Operation]] = field(default_factory=lambda: {
         "sagemaker": {}, "application-autoscaling": {}, "batch": {}})
@@ -48,10 +50,12 @@ class Services:
     async def start(self) -> None:
         await self.endpoints.recover()
         self.async_inference.recover()
+        self.transform_jobs.recover()
         self.autoscaling.start()
 
     async def stop(self) -> None:
         await self.autoscaling.stop()
+        await self.transform_jobs.stop()
         await self.async_inference.stop()
         await self.router.close()
 
@@ -83,13 +87,13 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
     svc = Services(settings, store, clock, metrics, router, models, configs, endpoints,
                    KeyService(store, clock),
                    AutoscalingService(store, clock, settings, endpoints, metrics),
-                   topics, async_inference)
-    for service in (models, configs, endpoints):
+                   topics, async_inference, TransformJobService(store, clock, settings, router))
+    for service in (models, configs, endpoints, svc.transform_jobs):
         for attr in dir(service):
             if attr.startswith("_"):
                 continue
             op = "".join(part.capitalize() for part in attr.split("_"))
-            if op.startswith(("Create", "Describe", "Delete", "List", "Update")):
+            if op.startswith(("Create", "Describe", "Delete", "List", "Update", "Stop")):
                 svc.operations["sagemaker"][op] = getattr(service, attr)
     svc.operations["application-autoscaling"] = {
         "".join(part.capitalize() for part in attr.split("_")): getattr(svc.autoscaling, attr)

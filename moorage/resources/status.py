@@ -32,3 +32,15 @@ SERVING = frozenset({E.IN_SERVICE, E.UPDATING})
 
 def can_transition(old: EndpointStatus, new: EndpointStatus) -> bool:
     return new in ENDPOINT_TRANSITIONS.get(old, frozenset())
+
+
+class TransformJobStatus(str, Enum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+#: statuses a transform job never leaves
+JOB_FINAL = frozenset({TransformJobStatus.COMPLETED, TransformJobStatus.FAILED, TransformJobStatus.STOPPED})

@@ -112,6 +112,10 @@ class Router:
             await fleet.close()
         self._metrics.drop_endpoint(endpoint)
 
+    def forget_metrics(self, endpoint: str) -> None:
+        """Drop the metrics of a fleet that was never activated (a job's)."""
+        self._metrics.drop_endpoint(endpoint)
+
     def instances(self, endpoint: str) -> list[dict[str, object]]:
         """The live instances of an endpoint's serving fleet, for operators and tests."""
         fleet = self.fleets.get(endpoint)

@@ -47,6 +47,10 @@ ROUTES: list[NativeRoute] = [
     NativeRoute("PUT", "/api/endpoints/{EndpointName}", "UpdateEndpoint"),
     NativeRoute("POST", "/api/endpoints/{EndpointName}/weights-and-capacities",
                 "UpdateEndpointWeightsAndCapacities"),
+    NativeRoute("POST", "/api/transform-jobs", "CreateTransformJob", 201),
+    NativeRoute("GET", "/api/transform-jobs", "ListTransformJobs"),
+    NativeRoute("GET", "/api/transform-jobs/{TransformJobName}", "DescribeTransformJob"),
+    NativeRoute("POST", "/api/transform-jobs/{TransformJobName}/stop", "StopTransformJob"),
 ]
 
 
@@ -171,7 +175,14 @@ def routes(services: Services) -> list[Route]:
         except Exception as exc:
             return _error(exc)
 
+    async def transform_progress(request: Request) -> Response:
+        try:
+            return JSONResponse(services.transform_jobs.progress(request.path_params["TransformJobName"]))
+        except Exception as exc:
+            return _error(exc)
+
     out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
+            Route("/api/transform-jobs/{TransformJobName}/progress", transform_progress),
             Route("/api/topics", topics, methods=["GET"]),
             Route("/api/topics/{TopicName}", topics, methods=["GET", "PUT", "DELETE"]),
             Route("/api/endpoints/{EndpointName}/async-invocations/{InferenceId}", async_request),

@@ -1,0 +1,52 @@
+"""Splitting an input object into records and records into mini-batches: pure functions over
+byte streams, so memory holds one mini-batch at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One request's worth of records: ``first``..``last`` (1-based, inclusive) of its object."""
+
+    first: int
+    last: int
+    payload: bytes
+
+
+class RecordTooLarge(Exception):
+    def __init__(self, index: int, size: int, limit: int) -> None:
+        super().__init__(f"record {index} is {size} bytes, more than MaxPayloadInMB allows ({limit} bytes)")
+        self.index = index
+
+
+def records(stream: BinaryIO, split: str) -> Iterator[bytes]:
+    """``Line``: each non-blank line, ending in a newline. ``None``: the whole object, once."""
+    if split == "None":
+        yield stream.read()
+        return
+    for line in stream:
+        if not line.strip():
+            continue
+        yield line if line.endswith(b"\n") else line + b"\n"
+
+
+def batches(items: Iterator[bytes], strategy: str, max_payload: int) -> Iterator[Batch]:
+    """``SingleRecord``: one record per batch. ``MultiRecord``: as many consecutive records as
+    fit in ``max_payload`` bytes (0: no limit). A record over the limit raises RecordTooLarge."""
+    parts: list[bytes] = []
+    size = 0
+    first = 1
+    index = 0
+    for index, rec in enumerate(items, start=1):
+        if max_payload and len(rec) > max_payload:
+            raise RecordTooLarge(index, len(rec), max_payload)
+        if parts and (strategy == "SingleRecord" or (max_payload and size + len(rec) > max_payload)):
+            yield Batch(first, index - 1, b"".join(parts))
+            parts, size, first = [], 0, index
+        parts.append(rec)
+        size += len(rec)
+    if parts:
+        yield Batch(first, index, b"".join(parts))

@@ -1,0 +1,295 @@
+"""Batch transform end to end: boto3's CreateTransformJob against a real server, real instance
+processes started for the job, local paths and a real S3 (moto's server), a job stopped, a job
+failed by a bad record, and a job resumed after the server is killed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError, WaiterError
+
+from tests.helpers import ADMIN_ENV, ServerProcess, csv_rows, make_data, sklearn_model, sklearn_tarball
+from tests.s3server import s3_server  # noqa: F401  (registers the session fixture here)
+
+pytestmark = pytest.mark.slow
+
+FAST = {"Delay": 1, "MaxAttempts": 120}
+
+#: A handler that sleeps ``MOORAGE_TEST_SLEEP`` seconds per request and logs each request's
+#: first field to MOORAGE_TEST_CALLS: for stop and resume tests.
+SLOW = '''
+import os, time
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return body
+
+def predict_fn(body, model):
+    if os.environ.get("MOORAGE_TEST_CALLS"):
+        with open(os.environ["MOORAGE_TEST_CALLS"], "a") as f:
+            f.write(body.splitlines()[0].split(",")[0] + "\\n")
+    time.sleep(float(os.environ.get("MOORAGE_TEST_SLEEP", "0")))
+    return "".join(line.split(",")[0] + ",done\\n" for line in body.splitlines())
+
+def output_fn(prediction, accept):
+    return prediction, "text/csv"
+'''
+
+
+@pytest.fixture(scope="module")
+def lr(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
+    model = sklearn_model("lr")
+    return model, str(sklearn_tarball(tmp_path_factory.mktemp("tf") / "model.tar.gz", model))
+
+
+@pytest.fixture(scope="module")
+def slow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tf-slow")
+    (root / "code").mkdir()
+    (root / "code" / "inference.py").write_text(SLOW)
+    return root
+
+
+def _model(sm: Any, name: str, url: str, image: str = "moorage/sklearn", env: dict[str, str] | None = None) -> None:
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": url}
+    if env:
+        container["Environment"] = env
+    sm.create_model(ModelName=name, PrimaryContainer=container)
+
+
+def _job(sm: Any, name: str, model: str, uri: str, out: str, *, split: str = "Line",
+         strategy: str = "MultiRecord", content_type: str = "text/csv", instances: int = 1,
+         data_type: str = "S3Prefix", gzip_: bool = False, **extra: Any) -> None:
+    sm.create_transform_job(
+        TransformJobName=name, ModelName=model, BatchStrategy=strategy,
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": data_type, "S3Uri": uri}},
+                        "ContentType": content_type, "SplitType": split,
+                        "CompressionType": "Gzip" if gzip_ else "None"},
+        TransformOutput={"S3OutputPath": out, "AssembleWith": "Line"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": instances}, **extra)
+
+
+def _wait(sm: Any, name: str) -> dict[str, Any]:
+    """boto3's waiter to the end; it raises on Failed, which some tests expect."""
+    try:
+        sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig=FAST)
+    except WaiterError as exc:
+        assert "Failed" in str(exc), exc
+    return sm.describe_transform_job(TransformJobName=name)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _dataset(root: Path, sizes: list[int], seed: int = 3) -> dict[str, np.ndarray]:
+    """Several CSV objects under ``root``; returns each object's rows by name."""
+    root.mkdir(parents=True, exist_ok=True)
+    X, _ = make_data(n=sum(sizes), seed=seed)
+    out, start = {}, 0
+    for i, n in enumerate(sizes):
+        name = f"part-{i}.csv"
+        (root / name).write_bytes(csv_rows(X[start:start + n]))
+        out[name] = X[start:start + n]
+        start += n
+    return out
+
+
+def _predictions(text_lines: list[str]) -> list[int]:
+    return [int(float(v)) for v in text_lines]
+
+
+def test_csv_prefix_multi_and_single_record(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
+    model, url = lr
+    sm = server.client()
+    _model(sm, "tf-lr", url)
+    data = _dataset(tmp_path / "in", [120, 7, 301])
+    for strategy in ("MultiRecord", "SingleRecord"):
+        out = tmp_path / f"out-{strategy}"
+        _job(sm, f"tf-csv-{strategy.lower()}", "tf-lr", str(tmp_path / "in"), str(out), strategy=strategy,
+             instances=2, MaxConcurrentTransforms=2, MaxPayloadInMB=1)
+        desc = _wait(sm, f"tf-csv-{strategy.lower()}")
+        assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+        assert desc["TransformEndTime"] >= desc["TransformStartTime"] >= desc["CreationTime"]
+        assert desc["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 2}
+        assert sorted(p.name for p in out.iterdir()) == [f"{n}.out" for n in sorted(data)]
+        for name, X in data.items():
+            assert _predictions(_lines(out / f"{name}.out")) == model.predict(X).tolist(), name
+    # the job's two instances ran as processes of their own, and are gone
+    logs = list((server.data_dir / "logs" / "transform-job").glob("tf-csv-multirecord/AllTraffic/*.log"))
+    assert len(logs) == 2
+    with server.http() as http:
+        p = http.get("/api/transform-jobs/tf-csv-multirecord/progress").json()
+        assert (p["ObjectsDone"], p["ObjectsTotal"], p["Records"]) == (3, 3, 428)
+
+
+def test_jsonlines_gzip_manifest_on_s3(s3_server, lr: tuple[Any, str], tmp_path: Path) -> None:  # noqa: F811
+    model, url = lr
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket="tf-io")
+    X, _ = make_data(n=90, seed=5)
+    parts = {"a/one.jsonl": X[:40], "b/two.jsonl": X[40:]}
+    for key, rows in parts.items():
+        body = "".join(json.dumps(r.tolist()) + "\n" for r in rows).encode()
+        s3.put_object(Bucket="tf-io", Key=f"data/{key}.gz", Body=gzip.compress(body))
+    s3.put_object(Bucket="tf-io", Key="manifest.json", Body=json.dumps(
+        [{"prefix": "s3://tf-io/data/"}, "b/two.jsonl.gz", "a/one.jsonl.gz"]).encode())
+    srv = ServerProcess(tmp_path / "data", env={**ADMIN_ENV, **s3_server.env}).start()
+    try:
+        sm = srv.client()
+        _model(sm, "tf-s3", url)
+        _job(sm, "tf-manifest", "tf-s3", "s3://tf-io/manifest.json", "s3://tf-io/out", data_type="ManifestFile",
+             content_type="application/jsonlines", strategy="SingleRecord", gzip_=True)
+        desc = _wait(sm, "tf-manifest")
+        assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+        for key, rows in parts.items():
+            body = s3.get_object(Bucket="tf-io", Key=f"out/{key}.gz.out")["Body"].read().decode()
+            got = [json.loads(line) for line in body.splitlines()]
+            assert got == model.predict(rows).tolist()
+        # a prefix of keys, and SplitType None: one request per object
+        _job(sm, "tf-prefix", "tf-s3", "s3://tf-io/data/b", "s3://tf-io/whole", split="None",
+             content_type="application/jsonlines", gzip_=True)
+        assert _wait(sm, "tf-prefix")["TransformJobStatus"] == "Completed"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tf-io", Prefix="whole/")["Contents"]]
+        assert keys == ["whole/b/two.jsonl.gz.out"]
+    finally:
+        srv.stop()
+
+
+def test_a_bad_record_fails_the_job_with_its_place(server: ServerProcess, lr: tuple[Any, str],
+                                                   tmp_path: Path) -> None:
+    _, url = lr
+    sm = server.client()
+    _model(sm, "tf-bad", url)
+    (tmp_path / "in").mkdir()
+    X, _ = make_data(n=10, seed=2)
+    (tmp_path / "in" / "good.csv").write_bytes(csv_rows(X))
+    (tmp_path / "in" / "worse.csv").write_bytes(csv_rows(X[:4]) + b"not,a,number,at,all,here\n" + csv_rows(X[4:]))
+    _job(sm, "tf-bad", "tf-bad", str(tmp_path / "in"), str(tmp_path / "out"), strategy="SingleRecord",
+         ModelClientConfig={"InvocationsTimeoutInSeconds": 30, "InvocationsMaxRetries": 1})
+    desc = _wait(sm, "tf-bad")
+    assert desc["TransformJobStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert f"{tmp_path}/in/worse.csv" in reason and "record 5" in reason and "after 2 attempts" in reason
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.csv.out"]  # nothing half-written
+
+
+def test_stop_a_long_job(server: ServerProcess, slow_dir: Path, tmp_path: Path) -> None:
+    sm = server.client()
+    _model(sm, "tf-slow", str(slow_dir), image="moorage/python", env={"MOORAGE_TEST_SLEEP": "0.5"})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("".join(f"{i},x\n" for i in range(200)))
+    _job(sm, "tf-stop", "tf-slow", str(tmp_path / "in"), str(tmp_path / "out"), strategy="SingleRecord")
+    time.sleep(1.5)
+    assert sm.describe_transform_job(TransformJobName="tf-stop")["TransformJobStatus"] == "InProgress"
+    sm.stop_transform_job(TransformJobName="tf-stop")
+    desc = _wait(sm, "tf-stop")
+    assert desc["TransformJobStatus"] == "Stopped"
+    assert not (tmp_path / "out" / "rows.csv.out").exists()
+    assert [j["TransformJobName"] for j in sm.list_transform_jobs(StatusEquals="Stopped")["TransformJobSummaries"]] \
+        == ["tf-stop"]
+
+
+def test_kill9_mid_job_resumes_without_loss_or_duplicates(slow_dir: Path, tmp_path: Path) -> None:
+    calls = tmp_path / "calls.log"
+    srv = ServerProcess(tmp_path / "data").start()
+    try:
+        sm = srv.client()
+        _model(sm, "tf-resume", str(slow_dir), image="moorage/python",
+               env={"MOORAGE_TEST_SLEEP": "0.05", "MOORAGE_TEST_CALLS": str(calls)})
+        (tmp_path / "in").mkdir()
+        for part in range(6):
+            (tmp_path / "in" / f"p{part}.csv").write_text(
+                "".join(f"{part}-{i},x\n" for i in range(20)))
+        _job(sm, "tf-resume", "tf-resume", str(tmp_path / "in"), str(tmp_path / "out"), strategy="SingleRecord")
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out" / "p1.csv.out").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        srv.kill9()
+        done_before = {p.name: p.stat().st_ino for p in (tmp_path / "out").iterdir() if p.suffix == ".out"}
+        assert 2 <= len(done_before) < 6
+        srv.start()
+        desc = _wait(srv.client(), "tf-resume")
+        assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+        for part in range(6):
+            assert _lines(tmp_path / "out" / f"p{part}.csv.out") == [f"{part}-{i},done" for i in range(20)]
+        # objects finished before the kill were neither run again nor rewritten
+        for name, inode in done_before.items():
+            assert (tmp_path / "out" / name).stat().st_ino == inode
+        executed = calls.read_text().split()
+        for name in done_before:
+            part = name[1]
+            assert executed.count(f"{part}-0") == 1
+        assert not [p for p in (tmp_path / "out").iterdir() if not p.name.endswith(".out")]
+    finally:
+        srv.stop()
+
+
+def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
+    _, url = lr
+    sm = server.client()
+    _model(sm, "tf-inputs", url)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_bytes(csv_rows(make_data(n=3)[0]))
+
+    def refused(code: str = "ValidationException", **kw: Any) -> str:
+        args = {"name": "tf-refused", "model": "tf-inputs", "uri": str(tmp_path / "in"), "out": str(tmp_path / "o")}
+        args.update({k: kw.pop(k) for k in list(kw) if k in args})
+        with pytest.raises(ClientError) as exc:
+            _job(sm, args["name"], args["model"], args["uri"], args["out"], **kw)
+        assert exc.value.response["Error"]["Code"] == code
+        return str(exc.value.response["Error"]["Message"])
+
+    assert "Could not find model" in refused(model="tf-no-such-model")
+    assert "absolute path" in refused(uri="relative/in")
+    assert "SplitType" in refused(split="None", strategy="SingleRecord")
+    assert "at most 100" in refused(MaxPayloadInMB=60, MaxConcurrentTransforms=2)
+    assert "not supported yet" in refused(split="RecordIO")
+    assert "not supported yet" in refused(DataProcessing={"InputFilter": "$[1:]"})
+    _job(sm, "tf-dup", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o-dup"))
+    assert "must be unique" in refused(code="ResourceInUse", name="tf-dup")
+    assert _wait(sm, "tf-dup")["TransformJobStatus"] == "Completed"
+    with pytest.raises(ClientError) as exc:
+        sm.describe_transform_job(TransformJobName="tf-never")
+    assert exc.value.response["Error"]["Code"] == "ValidationException"
+
+    # accepted, then failed with a clear reason: an empty prefix; a record over MaxPayloadInMB;
+    # a content type the model does not take
+    _job(sm, "tf-empty", "tf-inputs", str(tmp_path / "nothing-here"), str(tmp_path / "o2"))
+    assert "No input objects found" in _wait(sm, "tf-empty")["FailureReason"]
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "wide.csv").write_bytes(b"1," * 600_000 + b"1\n")
+    _job(sm, "tf-wide", "tf-inputs", str(tmp_path / "big"), str(tmp_path / "o3"), MaxPayloadInMB=1)
+    assert "record 1 is 1200002 bytes" in _wait(sm, "tf-wide")["FailureReason"]
+    _job(sm, "tf-type", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o4"), content_type="image/png",
+         ModelClientConfig={"InvocationsMaxRetries": 0})
+    assert "415" in _wait(sm, "tf-type")["FailureReason"]
+    with pytest.raises(ClientError) as exc:
+        sm.stop_transform_job(TransformJobName="tf-type")
+    assert "already finished" in exc.value.response["Error"]["Message"]
+
+
+def test_cli_transform_with_progress(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
+    from tests.e2e.test_surfaces import Cli, _credentials
+    from tests.helpers import ADMIN_KEY, ADMIN_SECRET
+    model, url = lr
+    cli = Cli(server, tmp_path, _credentials(tmp_path / "credentials", ADMIN_KEY, ADMIN_SECRET))
+    data = _dataset(tmp_path / "in", [50, 60])
+    cli("models", "create", "tf-cli", "--image", "moorage/sklearn", "--model-data", url)
+    done = cli("transform", "create", "tf-cli", "--model", "tf-cli", "--input", str(tmp_path / "in"),
+               "--output", str(tmp_path / "out"), "--content-type", "text/csv", "--split", "Line",
+               "--assemble", "Line", "--wait")
+    assert "2/2 objects" in done.stderr and '"Completed"' in done.stdout
+    for name, X in data.items():
+        assert _predictions(_lines(tmp_path / "out" / f"{name}.out")) == model.predict(X).tolist()
+    assert [j["TransformJobName"] for j in cli.json("transform", "list", "--status", "Completed")
+            if j["TransformJobName"] == "tf-cli"] == ["tf-cli"]
