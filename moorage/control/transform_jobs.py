@@ -155,7 +155,8 @@ class TransformJobService(ServiceBase):
                    SAGEMAKER_MAX_CONCURRENT_TRANSFORMS=str(spec.concurrency))
         container = container_spec({**doc["_container"], "Environment": env})
         fleet_spec = FleetSpec(name, (VariantSpec("AllTraffic", doc["ModelName"], container,
-                                                  doc["TransformResources"]["InstanceType"], spec.instances, 1.0),))
+                                                  doc["TransformResources"]["InstanceType"], spec.instances, 1.0,
+                                                  warm_start=True),))
         key = f"transform-job/{name}"
         fleet = None
         try:

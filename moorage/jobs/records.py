@@ -17,8 +17,9 @@ class Batch:
 
 
 class RecordTooLarge(Exception):
-    def __init__(self, index: int, size: int, limit: int) -> None:
-        super().__init__(f"record {index} is {size} bytes, more than MaxPayloadInMB allows ({limit} bytes)")
+    def __init__(self, index: int, size: int, limit: int, *, at_least: bool = False) -> None:
+        size_text = f"at least {size}" if at_least else str(size)
+        super().__init__(f"record {index} is {size_text} bytes, more than MaxPayloadInMB allows ({limit} bytes)")
         self.index = index
 
 
@@ -50,3 +51,35 @@ def batches(items: Iterator[bytes], strategy: str, max_payload: int) -> Iterator
         size += len(rec)
     if parts:
         yield Batch(first, index, b"".join(parts))
+
+
+#: MaxPayloadInMB 0 means no limit; lines are then read this many bytes at a time
+UNLIMITED_BLOCK = 6 * 1024 * 1024
+
+
+def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
+    """``MultiRecord`` over ``Line`` records without a Python step per line: read up to
+    ``max_payload`` bytes, cut after the last newline, carry the partial line over. Records are
+    numbered by line (blank lines count, and reach the model, whose decoders skip them)."""
+    limit = max_payload or UNLIMITED_BLOCK
+    carry = b""
+    first = 1
+    while True:
+        chunk = stream.read(limit - len(carry))
+        data = carry + chunk if carry else chunk
+        if not chunk:
+            if data.strip():
+                yield Batch(first, first + data.count(b"\n") - data.endswith(b"\n"),
+                            data if data.endswith(b"\n") else data + b"\n")
+            return
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) >= limit and max_payload:
+                raise RecordTooLarge(first, len(data), limit, at_least=True)
+            carry = data
+            continue
+        payload, carry = data[:cut], data[cut:]
+        n = payload.count(b"\n")
+        if payload.strip():
+            yield Batch(first, first + n - 1, payload)
+        first += n

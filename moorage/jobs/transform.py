@@ -26,7 +26,7 @@ from typing import Any, Awaitable, BinaryIO, Callable
 from moorage.artifacts import objects
 from moorage.backends.base import InstanceGone, Reply
 from moorage.errors import ValidationException
-from moorage.jobs.records import Batch, RecordTooLarge, batches, records
+from moorage.jobs.records import Batch, RecordTooLarge, batches, line_batches, records
 
 
 class JobFailed(Exception):
@@ -152,7 +152,11 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
     try:
         with _open(src, spec.compression) as f, open(dst, "wb") as out:
             try:
-                for batch in batches(records(f, spec.split), spec.strategy, spec.max_payload):
+                if spec.split == "Line" and spec.strategy == "MultiRecord":
+                    work = line_batches(f, spec.max_payload)
+                else:
+                    work = batches(records(f, spec.split), spec.strategy, spec.max_payload)
+                for batch in work:
                     window.append((batch, asyncio.create_task(_call(spec, invoke, item, batch))))
                     count = batch.last
                     while len(window) >= limit:

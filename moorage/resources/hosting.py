@@ -32,6 +32,8 @@ class VariantSpec:
     instance_count: int  # serverless: the provisioned (always warm) instances
     weight: float
     serverless: ServerlessSpec | None = None
+    #: fork instances from a warm runtime process (serverless always does; jobs ask for it)
+    warm_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def fleet_from_dict(data: dict) -> FleetSpec:
         sl = v.get("serverless")
         variants.append(VariantSpec(v["name"], v["model_name"], container, v["instance_type"],
                                     int(v["instance_count"]), float(v["weight"]),
-                                    ServerlessSpec(**sl) if sl else None))
+                                    ServerlessSpec(**sl) if sl else None, bool(v.get("warm_start", False))))
     a = data.get("asynchronous")
     asynchronous = AsyncSpec(**{**a, "include_response_in": tuple(a["include_response_in"])}) if a else None
     return FleetSpec(data["config_name"], tuple(variants), asynchronous)

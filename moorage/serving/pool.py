@@ -189,7 +189,7 @@ class VariantPool:
     async def scale_to(self, n: int) -> None:
         """Bring the pool to ``n`` ready instances. Raises DeploymentFailed if a new one fails."""
         self.desired = n
-        if self.spec.serverless is not None:
+        if self.spec.serverless is not None or self.spec.warm_start:
             self._backend.prewarm(self.spec.container.runtime)
         live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
         if len(live) < n:
@@ -216,7 +216,8 @@ class VariantPool:
         spec = InstanceSpec(instance_id=iid, runtime=c.runtime, model_dir=self.model_dir,
                             command=c.command, environment=dict(c.environment),
                             profile=serverless_profile(sl.memory_mb) if sl else profile(self.spec.instance_type),
-                            log_path=log_path, warm_start=sl is not None and c.runtime != "command")
+                            log_path=log_path,
+                            warm_start=(sl is not None or self.spec.warm_start) and c.runtime != "command")
         try:
             handle = await self._backend.start_instance(spec)
         except InstanceGone as exc:

@@ -269,7 +269,7 @@ def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_
     (tmp_path / "big").mkdir()
     (tmp_path / "big" / "wide.csv").write_bytes(b"1," * 600_000 + b"1\n")
     _job(sm, "tf-wide", "tf-inputs", str(tmp_path / "big"), str(tmp_path / "o3"), MaxPayloadInMB=1)
-    assert "record 1 is 1200002 bytes" in _wait(sm, "tf-wide")["FailureReason"]
+    assert "record 1 is at least 1048576 bytes" in _wait(sm, "tf-wide")["FailureReason"]
     _job(sm, "tf-type", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o4"), content_type="image/png",
          ModelClientConfig={"InvocationsMaxRetries": 0})
     assert "415" in _wait(sm, "tf-type")["FailureReason"]

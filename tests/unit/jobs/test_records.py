@@ -36,3 +36,29 @@ def test_a_record_over_the_limit_is_refused_with_its_index():
     with pytest.raises(RecordTooLarge) as exc:
         list(batches(iter([b"ok\n", b"x" * 11]), "MultiRecord", 10))
     assert exc.value.index == 2 and "record 2 is 11 bytes" in str(exc.value)
+
+
+def test_line_batches_cut_at_newlines_within_the_limit():
+    from moorage.jobs.records import line_batches
+    data = b"aaaa\nbbbb\n\ncccc\ndd"  # lines 1..5; line 3 blank; no final newline
+    got = list(line_batches(io.BytesIO(data), 10))
+    assert got == [Batch(1, 2, b"aaaa\nbbbb\n"), Batch(3, 4, b"\ncccc\n"), Batch(5, 5, b"dd\n")]
+    assert b"".join(b.payload for b in got) == data + b"\n"
+    assert list(line_batches(io.BytesIO(b""), 10)) == []
+    assert list(line_batches(io.BytesIO(data), 0)) == [  # 0: no limit, 6 MiB blocks
+        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n"), Batch(5, 5, b"dd\n")]
+    with pytest.raises(RecordTooLarge) as exc:
+        list(line_batches(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
+    assert exc.value.index == 2
+
+
+def test_line_batches_agree_with_records_on_real_text():
+    from moorage.jobs.records import line_batches
+    lines = [(b"%d," % i) * (i % 7 + 1) + b"\n" for i in range(500)]
+    data = b"".join(lines)
+    for limit in (64, 100, 1000, 1 << 20):
+        got = list(line_batches(io.BytesIO(data), limit))
+        assert b"".join(b.payload for b in got) == data
+        assert all(len(b.payload) <= limit for b in got)
+        assert [b.first for b in got][0] == 1 and got[-1].last == 500
+        assert all(b.payload.count(b"\n") == b.last - b.first + 1 for b in got)

@@ -268,3 +268,22 @@ def test_text_charset():
     assert codecs.text_charset("text/plain") == "utf-8"
     assert codecs.text_charset("application/x-npy") is None
     assert codecs.text_charset(None) is None
+
+
+def test_large_csv_bodies_parse_like_small_ones():
+    """Bodies over 256 KiB go through pyarrow's reader: same numbers, same errors."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20_000, 5))
+    body = "\n".join(",".join(f"{v:.6f}" for v in row) for row in X).encode() + b"\n"
+    assert len(body) > 256 * 1024
+    got = codecs.decode(body, "text/csv")
+    np.testing.assert_allclose(got, X, atol=1e-6)
+    assert got.dtype == np.float64
+    ints = b"".join(b"%d,%d\n" % (i, -i) for i in range(40_000))
+    np.testing.assert_array_equal(codecs.decode(ints, "text/csv"), [[i, -i] for i in range(40_000)])
+    gaps = b"1,2\n\n" + b"3,4\n" * 40_000 + b"5,\n"
+    out = codecs.decode(gaps, "text/csv")
+    assert out.shape == (40_002, 2) and np.isnan(out[-1, 1]) and out[0].tolist() == [1, 2]
+    with pytest.raises(InvocationFailed) as exc:
+        codecs.decode(b"1,2\n" * 40_000 + b"1,x\n", "text/csv")
+    assert exc.value.status == 400 and "row 40001" in str(exc.value)
