@@ -15,6 +15,8 @@ from moorage.control.listing import page
 from moorage.control.models import container_spec
 from moorage.errors import ResourceInUse, ValidationException
 from moorage.jobs import transform
+from moorage.jobs.joins import Processing
+from moorage.jobs.jsonpath import PathError
 from moorage.resources.hosting import FleetSpec, VariantSpec
 from moorage.resources.profiles import profile
 from moorage.resources.status import JOB_FINAL, TransformJobStatus as S
@@ -130,10 +132,13 @@ class TransformJobService(ServiceBase):
         if mb > 100 or mb * conc > 100:
             raise ValidationException(f"MaxPayloadInMB ({mb}) must be at most 100, and MaxPayloadInMB × "
                                       f"MaxConcurrentTransforms ({mb} × {conc}) at most 100.")
-        dp = p.get("DataProcessing") or {}
-        if dp.get("InputFilter", "$") != "$" or dp.get("OutputFilter", "$") != "$" or \
-                dp.get("JoinSource", "None") != "None":
-            raise ValidationException("DataProcessing (InputFilter, OutputFilter, JoinSource) is not supported yet.")
+        try:
+            processing = Processing.from_request(p.get("DataProcessing"), ti.get("ContentType", ""),
+                                                 to.get("Accept", ""))
+        except PathError as exc:
+            raise ValidationException(f"DataProcessing: {exc}.") from None
+        if processing is not None and ti.get("SplitType", "None") != "Line":
+            raise ValidationException("DataProcessing filters and JoinSource work on records: set SplitType Line.")
         profile(p["TransformResources"]["InstanceType"])
 
     # -- running -------------------------------------------------------------------------

@@ -21,11 +21,13 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, BinaryIO, Callable
+from typing import Any, Awaitable, BinaryIO, Callable, Iterator
 
 from moorage.artifacts import objects
 from moorage.backends.base import InstanceGone, Reply
 from moorage.errors import ValidationException
+from moorage.jobs.joins import Processing
+from moorage.jobs.jsonpath import PathError
 from moorage.jobs.records import Batch, RecordTooLarge, batches, line_batches, records
 
 
@@ -49,6 +51,7 @@ class TransformSpec:
     instances: int
     timeout: float
     retries: int
+    processing: Processing | None = None
 
     @classmethod
     def from_request(cls, p: dict[str, Any]) -> TransformSpec:
@@ -64,7 +67,9 @@ class TransformSpec:
             concurrency=max(1, int(p.get("MaxConcurrentTransforms") or 1)),
             instances=int(p["TransformResources"]["InstanceCount"]),
             timeout=float(client.get("InvocationsTimeoutInSeconds", 600)),
-            retries=int(client.get("InvocationsMaxRetries", 3)))
+            retries=int(client.get("InvocationsMaxRetries", 3)),
+            processing=Processing.from_request(p.get("DataProcessing"), ti.get("ContentType", ""),
+                                               to.get("Accept", "")))
 
 
 @dataclass(frozen=True)
@@ -149,15 +154,24 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
     limit = spec.instances * spec.concurrency
     window: collections.deque[tuple[Batch, asyncio.Task[bytes]]] = collections.deque()
     count = 0
+    proc = spec.processing
+    originals: collections.deque[bytes] = collections.deque()
     try:
         with _open(src, spec.compression) as f, open(dst, "wb") as out:
             try:
-                if spec.split == "Line" and spec.strategy == "MultiRecord":
+                if proc is not None:  # record by record: filters and joins need each record
+                    work = batches(_filtered(proc, records(f, spec.split), originals, item),
+                                   spec.strategy, spec.max_payload)
+                elif spec.split == "Line" and spec.strategy == "MultiRecord":
                     work = line_batches(f, spec.max_payload)
                 else:
                     work = batches(records(f, spec.split), spec.strategy, spec.max_payload)
                 for batch in work:
-                    window.append((batch, asyncio.create_task(_call(spec, invoke, item, batch))))
+                    call = _call(spec, invoke, item, batch)
+                    if proc is not None:
+                        sources = [originals.popleft() for _ in range(batch.last - batch.first + 1)]
+                        call = _assembled(proc, call, sources, item, batch)
+                    window.append((batch, asyncio.create_task(call)))
                     count = batch.last
                     while len(window) >= limit:
                         _write(out, spec, await window.popleft()[1])
@@ -175,6 +189,32 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
         dst.unlink(missing_ok=True)
         if staged:
             src.unlink(missing_ok=True)
+
+
+def _filtered(proc: Processing, items: Iterator[bytes], originals: collections.deque[bytes],
+              item: InputObject) -> Iterator[bytes]:
+    """Records after the InputFilter; each original is kept in ``originals`` for the join."""
+    for index, rec in enumerate(items, start=1):
+        originals.append(rec)
+        try:
+            yield proc.filter_input(rec)
+        except (PathError, UnicodeDecodeError) as exc:
+            raise JobFailed(f"Input object {item.url}, record {index}: InputFilter: {exc}") from None
+
+
+async def _assembled(proc: Processing, call: Awaitable[bytes], sources: list[bytes], item: InputObject,
+                     batch: Batch) -> bytes:
+    """A mini-batch's output, one line per record, joined and filtered."""
+    lines = (await call).splitlines()
+    if len(lines) != len(sources):
+        raise JobFailed(f"Input object {item.url}, records {batch.first}-{batch.last}: the model returned "
+                        f"{len(lines)} lines for {len(sources)} records; JoinSource and OutputFilter need "
+                        "one output line per record.")
+    try:
+        return b"".join(proc.assemble(src, line) + b"\n" for src, line in zip(sources, lines))
+    except (PathError, UnicodeDecodeError) as exc:
+        raise JobFailed(f"Input object {item.url}, records {batch.first}-{batch.last}: OutputFilter or "
+                        f"JoinSource: {exc}") from None
 
 
 def _open(src: Path, compression: str) -> BinaryIO:

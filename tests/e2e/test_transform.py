@@ -254,7 +254,8 @@ def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_
     assert "SplitType" in refused(split="None", strategy="SingleRecord")
     assert "at most 100" in refused(MaxPayloadInMB=60, MaxConcurrentTransforms=2)
     assert "not supported yet" in refused(split="RecordIO")
-    assert "not supported yet" in refused(DataProcessing={"InputFilter": "$[1:]"})
+    assert "DataProcessing" in refused(DataProcessing={"InputFilter": "$..features"})
+    assert "SplitType Line" in refused(split="None", DataProcessing={"JoinSource": "Input"})
     _job(sm, "tf-dup", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o-dup"))
     assert "must be unique" in refused(code="ResourceInUse", name="tf-dup")
     assert _wait(sm, "tf-dup")["TransformJobStatus"] == "Completed"
@@ -293,3 +294,119 @@ def test_cli_transform_with_progress(server: ServerProcess, lr: tuple[Any, str],
         assert _predictions(_lines(tmp_path / "out" / f"{name}.out")) == model.predict(X).tolist()
     assert [j["TransformJobName"] for j in cli.json("transform", "list", "--status", "Completed")
             if j["TransformJobName"] == "tf-cli"] == ["tf-cli"]
+
+
+CSV_CASES = [  # (DataProcessing, what each output line is, from (id, features, prediction))
+    ({"InputFilter": "$[1:]"}, lambda i, f, y: f"{y}"),
+    ({"InputFilter": "$[1:]", "JoinSource": "Input"}, lambda i, f, y: ",".join([i, *f, str(y)])),
+    ({"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}, lambda i, f, y: f"{i},{y}"),
+    ({"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[-1]"}, lambda i, f, y: f"{y}"),
+]
+
+
+@pytest.mark.parametrize("strategy", ["MultiRecord", "SingleRecord"])
+@pytest.mark.parametrize("case", range(len(CSV_CASES)))
+def test_csv_filters_and_joins(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path,
+                               strategy: str, case: int) -> None:
+    model, url = lr
+    sm = server.client()
+    name = f"tf-dp-{case}-{strategy.lower()}"
+    _model(sm, name, url)
+    X, _ = make_data(n=150, seed=11)
+    ids = [f"row{i}" for i in range(len(X))]
+    fields = [[f"{v:.6f}" for v in row] for row in X]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("".join(f"{i},{','.join(f)}\n" for i, f in zip(ids, fields)))
+    dp, line = CSV_CASES[case]
+    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), strategy=strategy, DataProcessing=dp,
+         MaxPayloadInMB=1)
+    desc = _wait(sm, name)
+    assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+    assert desc["DataProcessing"] == dp
+    preds = model.predict(np.array([[float(v) for v in f] for f in fields]))
+    got = _lines(tmp_path / "out" / "rows.csv.out")
+    assert got == [line(i, f, int(y)) for i, f, y in zip(ids, fields, preds)]
+
+
+def test_jsonlines_filter_join_and_select(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
+    model, url = lr
+    sm = server.client()
+    _model(sm, "tf-dp-json", url)
+    X, _ = make_data(n=60, seed=12)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.jsonl").write_text("".join(
+        json.dumps({"id": i, "features": row.tolist(), "note": "kept"}) + "\n" for i, row in enumerate(X)))
+    _job(sm, "tf-dp-json", "tf-dp-json", str(tmp_path / "in"), str(tmp_path / "out"),
+         content_type="application/jsonlines", DataProcessing={
+             "InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$['id','SageMakerOutput']"})
+    desc = _wait(sm, "tf-dp-json")
+    assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+    got = [json.loads(line) for line in _lines(tmp_path / "out" / "rows.jsonl.out")]
+    assert got == [{"id": i, "SageMakerOutput": int(y)} for i, y in enumerate(model.predict(X))]
+
+
+def test_a_record_without_the_filtered_member_fails_with_its_place(server: ServerProcess, lr: tuple[Any, str],
+                                                                   tmp_path: Path) -> None:
+    _, url = lr
+    sm = server.client()
+    _model(sm, "tf-dp-miss", url)
+    (tmp_path / "in").mkdir()
+    rows = [json.dumps({"features": [1, 2, 3, 4, 5, 6]})] * 3 + [json.dumps({"other": 1})]
+    (tmp_path / "in" / "r.jsonl").write_text("\n".join(rows) + "\n")
+    _job(sm, "tf-dp-miss", "tf-dp-miss", str(tmp_path / "in"), str(tmp_path / "out"),
+         content_type="application/jsonlines", DataProcessing={"InputFilter": "$.features"})
+    reason = _wait(sm, "tf-dp-miss")["FailureReason"]
+    assert "r.jsonl, record 4: InputFilter" in reason and "'features'" in reason
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_memory_stays_bounded_on_an_input_larger_than_the_payload_cap(server: ServerProcess, lr: tuple[Any, str],
+                                                                       tmp_path: Path) -> None:
+    """An 80 MiB object through 1 MiB mini-batches: neither the server nor the instance holds
+    more than a few mini-batches, whatever the object's size."""
+    model, url = lr
+    sm = server.client()
+    _model(sm, "tf-mem", url)
+    (tmp_path / "in").mkdir()
+    X, _ = make_data(n=1000, seed=21)
+    block = csv_rows(X)
+    with (tmp_path / "in" / "big.csv").open("wb") as f:
+        while f.tell() < 80 * 2**20:
+            f.write(block)
+    rows = (tmp_path / "in" / "big.csv").stat().st_size // len(block) * len(X)
+    assert server.proc is not None
+    pid = server.proc.pid
+    base = _rss_mib(pid)
+    peaks = {pid: base}
+    _job(sm, "tf-mem", "tf-mem", str(tmp_path / "in"), str(tmp_path / "out"), MaxPayloadInMB=1,
+         MaxConcurrentTransforms=2)
+    while sm.describe_transform_job(TransformJobName="tf-mem")["TransformJobStatus"] == "InProgress":
+        for p in [pid, *_children(pid)]:
+            peaks[p] = max(peaks.get(p, 0.0), _rss_mib(p))
+        time.sleep(0.02)
+    assert sm.describe_transform_job(TransformJobName="tf-mem")["TransformJobStatus"] == "Completed"
+    assert peaks.pop(pid) - base < 40, "the server held more than a few 1 MiB mini-batches"
+    assert peaks and max(peaks.values()) < 400, peaks  # an instance: runtime + a few mini-batches
+    out = _lines(tmp_path / "out" / "big.csv.out")
+    assert len(out) == rows
+    assert _predictions(out[:1000]) == model.predict(X).tolist()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
