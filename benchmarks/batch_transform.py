@@ -194,7 +194,7 @@ def main() -> int:
     for r in results:
         check(r["output"], expected)
     limit = results[0]["rows_per_s"]
-    print(f"\n| target | rows/s | × limit | seconds | peak RSS MiB |\n|---|---:|---:|---:|---:|")
+    print("\n| target | rows/s | × limit | seconds | peak RSS MiB |\n|---|---:|---:|---:|---:|")
     for r in results:
         rss = f"{r['peak_rss_mib']}" + (f" server, {r['instance_peak_rss_mib']} per instance"
                                         if "instance_peak_rss_mib" in r else "")

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from moorage import ids
 from moorage.api.auth import Authenticator, authorize
 from moorage.api.aws import batch, protocol, runtime
-from moorage.api.aws.runtime import read_body, send_error
+from moorage.api.aws.runtime import read_body
 from moorage.api.errors import JSON11, json11_error
 from moorage.api.native.routes import routes
 from moorage.control.services import Services

@@ -64,6 +64,14 @@ def _kv(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _print_logs(doc: dict[str, Any]) -> None:
+    for inst in doc["Instances"]:
+        err.print(f"==> {inst['VariantName']}/{inst['InstanceId']} ({inst['Bytes']} bytes) <==", markup=False)
+        sys.stdout.write(inst["Log"])
+        if inst["Log"] and not inst["Log"].endswith("\n"):
+            sys.stdout.write("\n")
+
+
 def _follow(api: Api, name: str) -> None:
     """A progress bar over the job's input objects until it ends."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -213,6 +221,11 @@ def register(app: typer.Typer) -> None:
         time.sleep(0.2)
         _show(wait_for(api, name))
 
+    @endpoints.command("logs")
+    def endpoint_logs(name: str, tail_bytes: int = 65536, url: str = URL_OPTION) -> None:
+        """The endpoint's instance logs (the last TAIL_BYTES of each)."""
+        _print_logs(Api(url).call("GET", f"/api/endpoints/{name}/logs", params={"TailBytes": tail_bytes}))
+
     @endpoints.command("metrics")
     def metrics(name: str, metric: str = "Invocations", variant: Optional[str] = None,
                 url: str = URL_OPTION) -> None:
@@ -342,6 +355,11 @@ def register(app: typer.Typer) -> None:
     @transforms.command("stop")
     def stop_transform(name: str, url: str = URL_OPTION) -> None:
         Api(url).call("POST", f"/api/transform-jobs/{name}/stop")
+
+    @transforms.command("logs")
+    def transform_logs(name: str, tail_bytes: int = 65536, url: str = URL_OPTION) -> None:
+        """The job's instance logs (the last TAIL_BYTES of each)."""
+        _print_logs(Api(url).call("GET", f"/api/transform-jobs/{name}/logs", params={"TailBytes": tail_bytes}))
 
     @transforms.command("wait")
     def wait_transform(name: str, url: str = URL_OPTION) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Coroutine
 from moorage.clock import timestamp
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
+from moorage.control.logs import read_logs
 from moorage.control.models import container_spec
 from moorage.errors import (InvokeValidationError, MoorageError, ResourceLimitExceeded,
                             ValidationException)
@@ -135,7 +136,8 @@ class EndpointService(ServiceBase):
                 raise
             except Exception as exc:  # an operation must never leave an endpoint stuck
                 log.exception("operation on endpoint %s failed", name)
-                self._write(name, S.FAILED, lambda d: d.update(FailureReason=f"Internal error: {exc}"))
+                reason = f"Internal error: {exc}"
+                self._write(name, S.FAILED, lambda d: d.update(FailureReason=reason))
             finally:
                 if self._tasks.get(name) is task:
                     del self._tasks[name]
@@ -146,6 +148,11 @@ class EndpointService(ServiceBase):
         task = self._tasks.get(name)
         if task:
             await asyncio.shield(task)
+
+    def logs(self, name: str, tail_bytes: int) -> list[dict[str, Any]]:
+        """The last ``tail_bytes`` of each of the endpoint's instance logs (those still on disk)."""
+        self.require(name)
+        return read_logs(self.settings.data_dir / "logs" / name, tail_bytes)
 
     def invoke_error(self, name: str) -> MoorageError:
         """Why an endpoint has no serving fleet, for the runtime's error message."""
@@ -233,10 +240,12 @@ class EndpointService(ServiceBase):
         try:
             fleet = await self.router.build(name, target)
         except DeploymentFailed as exc:
+            reason = f"Update to {target.config_name} failed: {exc}"
+
             def rollback(d: dict[str, Any]) -> None:
                 d.pop("PendingDeploymentSummary", None)
                 d.pop("_target", None)
-                d["FailureReason"] = f"Update to {target.config_name} failed: {exc}"
+                d["FailureReason"] = reason
             self._write(name, S.IN_SERVICE, rollback)
             return
         old = self.router.activate(name, fleet)
@@ -316,8 +325,8 @@ class EndpointService(ServiceBase):
                    if v.instance_count > fleet.pools[v.name].desired]
             await asyncio.gather(*ups)
         except DeploymentFailed as exc:
-            self._write(name, S.IN_SERVICE, lambda d: (d.pop("_target", None), d.update(
-                FailureReason=f"Capacity change failed: {exc}")))
+            reason = f"Capacity change failed: {exc}"
+            self._write(name, S.IN_SERVICE, lambda d: (d.pop("_target", None), d.update(FailureReason=reason)))
             return
         fleet.set_weights({v.name: v.weight for v in target.variants})
         fleet.spec = target
@@ -370,7 +379,8 @@ class EndpointService(ServiceBase):
         try:
             fleet = await self.router.build(name, spec)
         except DeploymentFailed as exc:
-            self._write(name, S.FAILED, lambda d: d.update(FailureReason=f"{failure}{exc}"))
+            reason = f"{failure}{exc}"
+            self._write(name, S.FAILED, lambda d: d.update(FailureReason=reason))
             return
         self.router.activate(name, fleet)
         images = self._images(spec)

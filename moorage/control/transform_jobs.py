@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from moorage.artifacts import objects
 from moorage.clock import timestamp
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
+from moorage.control.logs import read_logs
 from moorage.control.models import container_spec
 from moorage.errors import ResourceInUse, ValidationException
 from moorage.jobs import transform
@@ -28,7 +30,7 @@ from moorage.store.sql import Conflict
 log = logging.getLogger("moorage.transform")
 
 KIND = "TransformJob"
-_NOT_YET = {"SplitType": ("RecordIO", "TFRecord"), "S3DataType": ("AugmentedManifestFile", "Converse")}
+_NOT_YET = {"SplitType": ("TFRecord",), "S3DataType": ("AugmentedManifestFile", "Converse")}
 
 
 class TransformJobService(ServiceBase):
@@ -97,6 +99,11 @@ class TransformJobService(ServiceBase):
                 p["RecordsPerSecond"] = round(p["Records"] / elapsed, 1)
         return p
 
+    def logs(self, name: str, tail_bytes: int) -> list[dict[str, Any]]:
+        """The last ``tail_bytes`` of each of the job's instance logs."""
+        self._require(name)
+        return read_logs(self.settings.data_dir / "logs" / fleet_key(name), tail_bytes)
+
     def recover(self) -> None:
         """At server start: jobs that were running run again; jobs being stopped are stopped."""
         objects.clear_staging(self.staging)
@@ -162,8 +169,9 @@ class TransformJobService(ServiceBase):
         fleet_spec = FleetSpec(name, (VariantSpec("AllTraffic", doc["ModelName"], container,
                                                   doc["TransformResources"]["InstanceType"], spec.instances, 1.0,
                                                   warm_start=True),))
-        key = f"transform-job/{name}"
+        key = fleet_key(name)
         fleet = None
+        self._event(name, f"starting {spec.instances} instance(s) of model {doc['ModelName']}")
         try:
             fleet = await self.router.build(key, fleet_spec)
             pool = fleet.pools["AllTraffic"]
@@ -190,8 +198,19 @@ class TransformJobService(ServiceBase):
     def _progress(self, name: str, p: transform.Progress) -> None:
         self._change(name, None, {"_progress": {"ObjectsDone": p.objects_done, "ObjectsTotal": p.objects_total,
                                                 "Records": p.records, "Bytes": p.bytes}})
+        self._event(name, f"{p.objects_done}/{p.objects_total} input objects done, {p.records} records, "
+                          f"{p.bytes} bytes")
+
+    def _event(self, name: str, text: str) -> None:
+        """One line in the job's own log (read with the instances' through the logs API)."""
+        path = self.settings.data_dir / "logs" / fleet_key(name) / "job" / "events.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.fromtimestamp(self.clock.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with path.open("a") as f:
+            f.write(f"{stamp} {text}\n")
 
     def _set(self, name: str, status: S, *, end: bool = False, reason: str | None = None) -> None:
+        self._event(name, status.value + (f": {reason}" if reason else ""))
         fields: dict[str, Any] = {"TransformJobStatus": status.value}
         if end:
             fields["TransformEndTime"] = timestamp(self.clock)
@@ -217,6 +236,12 @@ class TransformJobService(ServiceBase):
         if rec is None:
             raise ValidationException(f"Could not find requested job with name {name}")
         return rec
+
+
+def fleet_key(name: str) -> str:
+    """The job's fleet in the router, its metrics and its log folder: "_" never begins an
+    endpoint name, so a job can never collide with an endpoint."""
+    return f"_transform/{name}"
 
 
 def _summary(r: Record) -> dict[str, Any]:

@@ -3,6 +3,7 @@ byte streams, so memory holds one mini-batch at a time."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -24,9 +25,13 @@ class RecordTooLarge(Exception):
 
 
 def records(stream: BinaryIO, split: str) -> Iterator[bytes]:
-    """``Line``: each non-blank line, ending in a newline. ``None``: the whole object, once."""
+    """``Line``: each non-blank line, ending in a newline. ``None``: the whole object, once.
+    ``RecordIO``: each RecordIO record, header and padding included (``recordio_records``)."""
     if split == "None":
         yield stream.read()
+        return
+    if split == "RecordIO":
+        yield from recordio_records(stream)
         return
     for line in stream:
         if not line.strip():
@@ -83,3 +88,42 @@ def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
         if payload.strip():
             yield Batch(first, first + n - 1, payload)
         first += n
+
+
+RECORDIO_MAGIC = 0xCED7230A
+
+
+class BadRecordIO(Exception):
+    pass
+
+
+def recordio_records(stream: BinaryIO) -> Iterator[bytes]:
+    """MXNet RecordIO, as SageMaker splits it: per part a little-endian u32 magic, a u32 whose
+    top 3 bits are the continuation flag and low 29 bits the length, the data, and padding to
+    4 bytes. A record split in parts (flags 1, 2…, 3) is yielded whole, parts and all."""
+    pending: list[bytes] = []
+    while True:
+        head = stream.read(8)
+        if not head:
+            if pending:
+                raise BadRecordIO("the object ends inside a multi-part record")
+            return
+        if len(head) < 8:
+            raise BadRecordIO("the object ends inside a record header")
+        magic, word = struct.unpack("<II", head)
+        if magic != RECORDIO_MAGIC:
+            raise BadRecordIO(f"bad magic number {magic:#010x}: not RecordIO")
+        flag, length = word >> 29, word & ((1 << 29) - 1)
+        body = stream.read(length + (-length % 4))
+        if len(body) < length:
+            raise BadRecordIO("the object ends inside a record")
+        part = head + body
+        if flag == 0:
+            if pending:
+                raise BadRecordIO("a whole record inside a multi-part record")
+            yield part
+        else:
+            pending.append(part)
+            if flag == 3:
+                yield b"".join(pending)
+                pending = []

@@ -28,7 +28,7 @@ from moorage.backends.base import InstanceGone, Reply
 from moorage.errors import ValidationException
 from moorage.jobs.joins import Processing
 from moorage.jobs.jsonpath import PathError
-from moorage.jobs.records import Batch, RecordTooLarge, batches, line_batches, records
+from moorage.jobs.records import Batch, BadRecordIO, RecordTooLarge, batches, line_batches, records
 
 
 class JobFailed(Exception):
@@ -41,7 +41,7 @@ class TransformSpec:
     data_type: str  # S3Prefix | ManifestFile
     content_type: str
     compression: str  # None | Gzip
-    split: str  # None | Line
+    split: str  # None | Line | RecordIO
     output_path: str
     accept: str
     assemble: str  # None | Line
@@ -177,7 +177,7 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                         _write(out, spec, await window.popleft()[1])
                 while window:
                     _write(out, spec, await window.popleft()[1])
-            except RecordTooLarge as exc:
+            except (RecordTooLarge, BadRecordIO) as exc:
                 raise JobFailed(f"Input object {item.url}: {exc}.") from None
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise JobFailed(f"Could not read input object {item.url}: {exc}") from None

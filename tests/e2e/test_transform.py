@@ -124,7 +124,7 @@ def test_csv_prefix_multi_and_single_record(server: ServerProcess, lr: tuple[Any
         for name, X in data.items():
             assert _predictions(_lines(out / f"{name}.out")) == model.predict(X).tolist(), name
     # the job's two instances ran as processes of their own, and are gone
-    logs = list((server.data_dir / "logs" / "transform-job").glob("tf-csv-multirecord/AllTraffic/*.log"))
+    logs = list((server.data_dir / "logs" / "_transform").glob("tf-csv-multirecord/AllTraffic/*.log"))
     assert len(logs) == 2
     with server.http() as http:
         p = http.get("/api/transform-jobs/tf-csv-multirecord/progress").json()
@@ -253,7 +253,7 @@ def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_
     assert "absolute path" in refused(uri="relative/in")
     assert "SplitType" in refused(split="None", strategy="SingleRecord")
     assert "at most 100" in refused(MaxPayloadInMB=60, MaxConcurrentTransforms=2)
-    assert "not supported yet" in refused(split="RecordIO")
+    assert "not supported yet" in refused(split="TFRecord")
     assert "DataProcessing" in refused(DataProcessing={"InputFilter": "$..features"})
     assert "SplitType Line" in refused(split="None", DataProcessing={"JoinSource": "Input"})
     _job(sm, "tf-dup", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o-dup"))
@@ -410,3 +410,70 @@ def _children(pid: int) -> list[int]:
             if ppid == pid:
                 found.append(int(entry.name))
     return found
+
+
+def test_job_and_endpoint_logs_through_the_api_and_cli(server: ServerProcess, slow_dir: Path, tmp_path: Path) -> None:
+    from tests.e2e.test_surfaces import Cli, _credentials
+    from tests.helpers import ADMIN_KEY, ADMIN_SECRET
+    sm = server.client()
+    # the handler prints to its stdout: that is the instance log
+    _model(sm, "tf-logs", str(slow_dir), image="moorage/python", env={"MOORAGE_TEST_SLEEP": "0"})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("1,x\n2,x\n")
+    _job(sm, "tf-logs", "tf-logs", str(tmp_path / "in"), str(tmp_path / "out"), instances=2)
+    assert _wait(sm, "tf-logs")["TransformJobStatus"] == "Completed"
+    with server.http() as http:
+        found = http.get("/api/transform-jobs/tf-logs/logs").json()["Instances"]
+        assert sorted(i["VariantName"] for i in found) == ["AllTraffic", "AllTraffic", "job"]
+        events = next(i["Log"] for i in found if i["VariantName"] == "job")
+        assert "starting 2 instance(s) of model tf-logs" in events
+        assert "1/1 input objects done, 2 records" in events and events.rstrip().endswith("Completed")
+        assert http.get("/api/transform-jobs/tf-logs/logs", params={"TailBytes": "0"}).status_code == 400
+        assert http.get("/api/transform-jobs/tf-none/logs").status_code == 400
+    cli = Cli(server, tmp_path, _credentials(tmp_path / "credentials", ADMIN_KEY, ADMIN_SECRET))
+    out = cli("transform", "logs", "tf-logs")
+    assert out.stderr.count("==> AllTraffic/") == 2 and "==> job/events" in out.stderr
+    assert "Completed" in out.stdout
+
+
+RECORDIO_HANDLER = '''
+import struct
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return body
+
+def predict_fn(body, model):
+    out, i = [], 0
+    while i < len(body):
+        _, word = struct.unpack_from("<II", body, i)
+        n = word & ((1 << 29) - 1)
+        out.append(body[i + 8:i + 8 + n].upper() + b"\\n")
+        i += 8 + n + (-n % 4)
+    return b"".join(out)
+
+def output_fn(prediction, accept):
+    return prediction, "text/plain"
+'''
+
+
+@pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
+def test_recordio_records(server: ServerProcess, tmp_path: Path, strategy: str) -> None:
+    import struct
+    root = tmp_path / "model"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(RECORDIO_HANDLER)
+    sm = server.client()
+    name = f"tf-rio-{strategy.lower()}"
+    _model(sm, name, str(root), image="moorage/python")
+    words = [f"record-{i}-{'x' * (i % 5)}".encode() for i in range(300)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "data.rec").write_bytes(b"".join(
+        struct.pack("<II", 0xCED7230A, len(w)) + w + b"\0" * (-len(w) % 4) for w in words))
+    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), split="RecordIO", strategy=strategy,
+         content_type="application/x-recordio", MaxPayloadInMB=1)
+    desc = _wait(sm, name)
+    assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+    assert (tmp_path / "out" / "data.rec.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)

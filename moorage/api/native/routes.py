@@ -175,6 +175,24 @@ def routes(services: Services) -> list[Route]:
         except Exception as exc:
             return _error(exc)
 
+    async def logs(request: Request) -> Response:
+        try:
+            tail = int(request.query_params.get("TailBytes", 65536))
+            if not 0 < tail <= 16 * 1024 * 1024:
+                raise ValidationException("TailBytes must be between 1 and 16777216.")
+        except ValueError:
+            return _error(ValidationException("TailBytes must be an integer."))
+        except Exception as exc:
+            return _error(exc)
+        try:
+            if "TransformJobName" in request.path_params:
+                found = services.transform_jobs.logs(request.path_params["TransformJobName"], tail)
+            else:
+                found = services.endpoints.logs(request.path_params["EndpointName"], tail)
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse({"Instances": found})
+
     async def transform_progress(request: Request) -> Response:
         try:
             return JSONResponse(services.transform_jobs.progress(request.path_params["TransformJobName"]))
@@ -183,6 +201,8 @@ def routes(services: Services) -> list[Route]:
 
     out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
             Route("/api/transform-jobs/{TransformJobName}/progress", transform_progress),
+            Route("/api/transform-jobs/{TransformJobName}/logs", logs),
+            Route("/api/endpoints/{EndpointName}/logs", logs),
             Route("/api/topics", topics, methods=["GET"]),
             Route("/api/topics/{TopicName}", topics, methods=["GET", "PUT", "DELETE"]),
             Route("/api/endpoints/{EndpointName}/async-invocations/{InferenceId}", async_request),

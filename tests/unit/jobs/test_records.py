@@ -62,3 +62,25 @@ def test_line_batches_agree_with_records_on_real_text():
         assert all(len(b.payload) <= limit for b in got)
         assert [b.first for b in got][0] == 1 and got[-1].last == 500
         assert all(b.payload.count(b"\n") == b.last - b.first + 1 for b in got)
+
+
+def _rio(payload: bytes, flag: int = 0) -> bytes:
+    import struct
+    return struct.pack("<II", 0xCED7230A, (flag << 29) | len(payload)) + payload + b"\0" * (-len(payload) % 4)
+
+
+def test_recordio_records_with_padding_and_multi_part_records():
+    from moorage.jobs.records import BadRecordIO
+    one, two = _rio(b"abcde"), _rio(b"wxyz")
+    multi = _rio(b"part1", 1) + _rio(b"p2", 2) + _rio(b"end", 3)
+    data = one + multi + two
+    assert _recs(data, "RecordIO") == [one, multi, two]
+    assert len(one) == 16  # 8-byte header + 5 bytes + 3 padding
+    assert list(batches(iter(_recs(data, "RecordIO")), "MultiRecord", 52)) == [
+        Batch(1, 1, one), Batch(2, 3, multi + two)]
+    with pytest.raises(BadRecordIO, match="bad magic"):
+        _recs(b"not recordio at all", "RecordIO")
+    with pytest.raises(BadRecordIO, match="ends inside a record"):
+        _recs(one[:12], "RecordIO")
+    with pytest.raises(BadRecordIO, match="multi-part"):
+        _recs(_rio(b"x", 1), "RecordIO")
