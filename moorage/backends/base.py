@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from moorage.resources.profiles import Profile
+from moorage.runtime.protocol import FileRange
 
 
 class Reply(NamedTuple):
@@ -46,6 +47,11 @@ class InstanceHandle(Protocol):
                           src: str, dst: str, timeout: float) -> Reply:
         """Send one invocation whose body is the file ``src``; the response body goes to the
         file ``dst`` (the reply's body is empty, or the error text when status >= 400)."""
+
+    async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                           body: FileRange, timeout: float) -> Reply:
+        """Send one invocation whose body is a range of a local file. An instance process reads
+        it itself; an HTTP instance has it read and sent."""
 
     async def ping(self, timeout: float) -> bool:
         """True once the instance answers GET /ping (or a ping frame) with 200."""

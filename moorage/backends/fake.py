@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from moorage.backends.base import InstanceGone, InstanceSpec, Reply
+from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Reply
 
 
 class FakeInstance:
@@ -33,6 +33,10 @@ class FakeInstance:
         with open(dst, "wb") as f:
             f.write(reply.body)
         return reply._replace(body=b"")
+
+    async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                           body: FileRange, timeout: float) -> Reply:
+        return await self.invoke(content_type, accept, custom_attributes, body.read(), timeout)
 
     async def ping(self, timeout: float) -> bool:
         return self.ready and self.exit_code is None

@@ -24,7 +24,7 @@ from typing import AsyncIterator, BinaryIO, Callable, Iterator
 
 import httpx
 
-from moorage.backends.base import InstanceGone, InstanceSpec, Reply
+from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Reply
 from moorage.backends.frames import FrameConnection
 from moorage.backends.zygote import ForkedProcess, Zygotes
 from moorage.runtime import protocol as p
@@ -112,6 +112,12 @@ class FrameInstance(_Process):
                             f"{src}\0{dst}".encode(), timeout)
         return Reply(r.status, r.content_type, r.custom_attributes, r.body)
 
+    async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                           body: FileRange, timeout: float) -> Reply:
+        conn = await self._connection()
+        r = await conn.call(p.KIND_INVOKE_RANGE, content_type, accept, custom_attributes, body.encode(), timeout)
+        return Reply(r.status, r.content_type, r.custom_attributes, r.body)
+
     async def ping(self, timeout: float) -> bool:
         if self.exited() is not None or not self._socket.exists():
             return False
@@ -146,6 +152,11 @@ class HttpInstance(_Process):
                                         headers=_headers(content_type, accept, custom_attributes))
         return Reply(r.status_code, r.headers.get("content-type", "").encode(),
                      r.headers.get("x-amzn-sagemaker-custom-attributes", "").encode(), r.content)
+
+    async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                           body: FileRange, timeout: float) -> Reply:
+        data = await asyncio.to_thread(body.read)
+        return await self.invoke(content_type, accept, custom_attributes, data, timeout)
 
     async def invoke_file(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                           src: str, dst: str, timeout: float) -> Reply:
@@ -265,7 +276,7 @@ class LocalBackend:
                 forked = await self.zygotes.fork(spec.runtime, {
                     "model_dir": str(spec.model_dir), "socket": str(sock),
                     "log": str(spec.log_path or os.devnull),
-                    "env": {**spec.environment, "MOORAGE_INSTANCE_ID": spec.instance_id,
+                    "env": {**limit_env, **spec.environment, "MOORAGE_INSTANCE_ID": spec.instance_id,
                             "SM_MODEL_DIR": str(spec.model_dir)},
                     "mem_bytes": mem, "cpus": sorted(cpus) if cpus else None})
                 return FrameInstance(spec.instance_id, forked, sock)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from moorage.artifacts import objects
+from moorage.backends.base import FileRange
 from moorage.clock import timestamp
 from moorage.control.base import ServiceBase, public
 from moorage.control.listing import page
@@ -176,7 +177,9 @@ class TransformJobService(ServiceBase):
             fleet = await self.router.build(key, fleet_spec)
             pool = fleet.pools["AllTraffic"]
 
-            def invoke(ctype: bytes, accept: bytes, body: bytes, timeout: float) -> Any:
+            def invoke(ctype: bytes, accept: bytes, body: bytes | FileRange, timeout: float) -> Any:
+                if isinstance(body, FileRange):
+                    return pool.invoke_range(ctype, accept, b"", body, timeout)
                 return pool.invoke(ctype, accept, b"", body, timeout)
             await transform.run(spec, invoke, self.staging, lambda p: self._progress(name, p))
             self._set(name, S.COMPLETED, end=True)

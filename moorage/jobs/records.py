@@ -15,6 +15,8 @@ class Batch:
     first: int
     last: int
     payload: bytes
+    #: where the payload starts in the (decompressed) object; set by ``line_batches``
+    offset: int = 0
 
 
 class RecordTooLarge(Exception):
@@ -69,13 +71,14 @@ def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
     limit = max_payload or UNLIMITED_BLOCK
     carry = b""
     first = 1
+    offset = 0
     while True:
         chunk = stream.read(limit - len(carry))
         data = carry + chunk if carry else chunk
         if not chunk:
-            if data.strip():
+            if data and not data.isspace():  # isspace stops at the first other byte; strip copies
                 yield Batch(first, first + data.count(b"\n") - data.endswith(b"\n"),
-                            data if data.endswith(b"\n") else data + b"\n")
+                            data if data.endswith(b"\n") else data + b"\n", offset)
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0:
@@ -85,9 +88,10 @@ def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
             continue
         payload, carry = data[:cut], data[cut:]
         n = payload.count(b"\n")
-        if payload.strip():
-            yield Batch(first, first + n - 1, payload)
+        if not payload.isspace():
+            yield Batch(first, first + n - 1, payload, offset)
         first += n
+        offset += cut
 
 
 RECORDIO_MAGIC = 0xCED7230A

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Awaitable, BinaryIO, Callable, Iterator
 
 from moorage.artifacts import objects
-from moorage.backends.base import InstanceGone, Reply
+from moorage.backends.base import FileRange, InstanceGone, Reply
 from moorage.errors import ValidationException
 from moorage.jobs.joins import Processing
 from moorage.jobs.jsonpath import PathError
@@ -86,7 +86,9 @@ class Progress:
     bytes: int
 
 
-Invoke = Callable[[bytes, bytes, bytes, float], Awaitable[Reply]]
+#: (content type, accept, body, timeout): the body is bytes, or a range of a local file that the
+#: instance reads itself
+Invoke = Callable[[bytes, bytes, bytes | FileRange, float], Awaitable[Reply]]
 
 
 def list_inputs(spec: TransformSpec) -> list[InputObject]:
@@ -159,15 +161,26 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
     try:
         with _open(src, spec.compression) as f, open(dst, "wb") as out:
             try:
+                # An uncompressed mini-batch cut at line ends is a byte range of the (staged)
+                # file: the instance reads it itself instead of through the router's socket. (A
+                # last line without its newline gets one, so that batch is sent as bytes.)
+                ranged = False
                 if proc is not None:  # record by record: filters and joins need each record
                     work = batches(_filtered(proc, records(f, spec.split), originals, item),
                                    spec.strategy, spec.max_payload)
                 elif spec.split == "Line" and spec.strategy == "MultiRecord":
                     work = line_batches(f, spec.max_payload)
+                    ranged = spec.compression != "Gzip"
                 else:
                     work = batches(records(f, spec.split), spec.strategy, spec.max_payload)
+                size = src.stat().st_size
                 for batch in work:
-                    call = _call(spec, invoke, item, batch)
+                    if ranged and batch.offset + len(batch.payload) <= size:
+                        body: bytes | FileRange = FileRange(str(src), batch.offset, len(batch.payload))
+                        batch = Batch(batch.first, batch.last, b"", batch.offset)
+                    else:
+                        body = batch.payload
+                    call = _call(spec, invoke, item, batch, body)
                     if proc is not None:
                         sources = [originals.popleft() for _ in range(batch.last - batch.first + 1)]
                         call = _assembled(proc, call, sources, item, batch)
@@ -229,12 +242,13 @@ def _write(out: BinaryIO, spec: TransformSpec, body: bytes) -> None:
         out.write(b"\n")
 
 
-async def _call(spec: TransformSpec, invoke: Invoke, item: InputObject, batch: Batch) -> bytes:
+async def _call(spec: TransformSpec, invoke: Invoke, item: InputObject, batch: Batch,
+                body: bytes | FileRange) -> bytes:
     """One mini-batch, retried up to InvocationsMaxRetries times; JobFailed names the records."""
     problem = ""
     for _ in range(spec.retries + 1):
         try:
-            reply = await invoke(spec.content_type.encode(), spec.accept.encode(), batch.payload, spec.timeout)
+            reply = await invoke(spec.content_type.encode(), spec.accept.encode(), body, spec.timeout)
         except asyncio.TimeoutError:
             problem = f"no response within InvocationsTimeoutInSeconds ({spec.timeout:g} s)"
             continue

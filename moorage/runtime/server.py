@@ -33,6 +33,8 @@ def answer(runtime: ModelRuntime, req: p.Request) -> bytes:
         if req.kind == p.KIND_INVOKE_FILE:
             src, dst = req.body.decode().split("\0")
             result: Any = (b"", runtime.invoke_file(src, dst, ctype, accept))
+        elif req.kind == p.KIND_INVOKE_RANGE:
+            result = runtime.invoke(p.FileRange.decode(req.body).read(), ctype, accept)
         else:
             result = runtime.invoke(req.body, ctype, accept)
     except Exception as exc:

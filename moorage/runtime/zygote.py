@@ -8,6 +8,9 @@ framework once (about 2 s), then waits on a Unix socket. Each request is one JSO
 (SIGCHLD ignored) and die with the zygote, which dies with the server (PR_SET_PDEATHSIG).
 
 Thread pools are sized 1 before numpy is imported: a forked child cannot resize OpenBLAS.
+pyarrow (the CSV parser for large bodies) is imported warm too, with its jemalloc background
+thread off, so that the zygote forks with one thread; a child sizes pyarrow's pool to its
+profile's vCPUs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def _size_arrow_pool(threads: str | None) -> None:
+    """pyarrow parses large CSV bodies on up to the profile's vCPUs (OMP_NUM_THREADS). BLAS keeps
+    the one thread it was loaded with: predicting on spare threads that spin-wait between calls
+    slowed a 2-instance batch transform on 2 cores by half (docs/benchmarks.md)."""
+    if threads and threads.isdigit() and "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].set_cpu_count(int(threads))
+
+
 def _child(kind: str, req: dict[str, Any]) -> None:
     """In the forked child: limits, environment, model, serve. Never returns."""
     code = 0
@@ -50,6 +61,7 @@ def _child(kind: str, req: dict[str, Any]) -> None:
         if req.get("mem_bytes"):
             resource.setrlimit(resource.RLIMIT_AS, (req["mem_bytes"], req["mem_bytes"]))
         os.environ.update(req.get("env") or {})
+        _size_arrow_pool(os.environ.get("OMP_NUM_THREADS"))
         os.chdir(req["model_dir"])
         from moorage.runtime.__main__ import serve_model
         serve_model(kind, Path(req["model_dir"]), req["socket"])
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--socket", required=True)
     args = ap.parse_args(argv)
 
-    for module in ("numpy", *_FRAMEWORKS[args.kind], "uvloop", "moorage.runtime.handler",
+    for module in ("numpy", *_FRAMEWORKS[args.kind], "pyarrow.csv", "uvloop", "moorage.runtime.handler",
                    "moorage.runtime.server", "moorage.runtime.codecs"):
         __import__(module)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps children: no zombies
@@ -96,4 +108,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = "1"
+    os.environ["JE_ARROW_MALLOC_CONF"] = "background_thread:false"
     main()

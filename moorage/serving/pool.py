@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from moorage.backends.base import Backend, InstanceGone, InstanceHandle, InstanceSpec, Reply
+from moorage.backends.base import Backend, FileRange, InstanceGone, InstanceHandle, InstanceSpec, Reply
 from moorage.errors import InvokeThrottled, ModelError, PayloadTooLarge
 from moorage.resources.hosting import VariantSpec
 from moorage.resources.profiles import profile, serverless_profile
@@ -103,6 +103,14 @@ class VariantPool:
         if timeout > r.patience:
             r.patience = timeout
         return await self._forward(r, r.handle.invoke_file(content_type, accept, attrs, src, dst, timeout))
+
+    async def invoke_range(self, content_type: bytes, accept: bytes, attrs: bytes, body: FileRange,
+                           timeout: float) -> Reply:
+        """An invocation whose body is a range of a local file (batch transform mini-batches)."""
+        r = await self._take(timeout)
+        if timeout > r.patience:
+            r.patience = timeout
+        return await self._forward(r, r.handle.invoke_range(content_type, accept, attrs, body, timeout))
 
     async def _take(self, timeout: float) -> Replica:
         """The ready instance with the fewest requests in flight, with this one counted."""

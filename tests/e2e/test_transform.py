@@ -477,3 +477,28 @@ def test_recordio_records(server: ServerProcess, tmp_path: Path, strategy: str) 
     desc = _wait(sm, name)
     assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
     assert (tmp_path / "out" / "data.rec.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
+
+
+def test_bring_your_own_server_gets_every_mini_batch(server: ServerProcess, tmp_path: Path) -> None:
+    """Mini-batches of an uncompressed object are byte ranges the instance reads itself; an HTTP
+    instance (bring your own server) has them read and posted. Every line comes back, in order."""
+    import sys
+
+    from tests.e2e.test_runtimes import BYOS
+    from tests.helpers import tarball
+
+    url = str(tarball(tmp_path / "byos.tar.gz", {"serve": BYOS.format(python=sys.executable).encode()}))
+    sm = server.client()
+    _model(sm, "tf-byos", url, image="command:serve")
+    (tmp_path / "in").mkdir()
+    objects = {"a.txt": [f"row {i} of a, {'x' * (i % 50)}" for i in range(40_000)],  # ~1.8 MB: 2 batches
+               "b.txt": ["only line, without its newline"]}
+    for name, lines in objects.items():
+        text = "\n".join(lines) + ("\n" if name == "a.txt" else "")
+        (tmp_path / "in" / name).write_text(text)
+    _job(sm, "tf-byos", "tf-byos", str(tmp_path / "in"), str(tmp_path / "out"), content_type="text/plain",
+         MaxPayloadInMB=1, MaxConcurrentTransforms=2)
+    desc = _wait(sm, "tf-byos")
+    assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+    for name, lines in objects.items():
+        assert _lines(tmp_path / "out" / f"{name}.out") == [line.upper() for line in lines]

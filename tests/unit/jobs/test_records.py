@@ -42,11 +42,11 @@ def test_line_batches_cut_at_newlines_within_the_limit():
     from moorage.jobs.records import line_batches
     data = b"aaaa\nbbbb\n\ncccc\ndd"  # lines 1..5; line 3 blank; no final newline
     got = list(line_batches(io.BytesIO(data), 10))
-    assert got == [Batch(1, 2, b"aaaa\nbbbb\n"), Batch(3, 4, b"\ncccc\n"), Batch(5, 5, b"dd\n")]
+    assert got == [Batch(1, 2, b"aaaa\nbbbb\n", 0), Batch(3, 4, b"\ncccc\n", 10), Batch(5, 5, b"dd\n", 16)]
     assert b"".join(b.payload for b in got) == data + b"\n"
     assert list(line_batches(io.BytesIO(b""), 10)) == []
     assert list(line_batches(io.BytesIO(data), 0)) == [  # 0: no limit, 6 MiB blocks
-        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n"), Batch(5, 5, b"dd\n")]
+        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n", 0), Batch(5, 5, b"dd\n", 16)]
     with pytest.raises(RecordTooLarge) as exc:
         list(line_batches(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
     assert exc.value.index == 2
@@ -62,6 +62,7 @@ def test_line_batches_agree_with_records_on_real_text():
         assert all(len(b.payload) <= limit for b in got)
         assert [b.first for b in got][0] == 1 and got[-1].last == 500
         assert all(b.payload.count(b"\n") == b.last - b.first + 1 for b in got)
+        assert all(data[b.offset:b.offset + len(b.payload)] == b.payload for b in got)  # byte ranges
 
 
 def _rio(payload: bytes, flag: int = 0) -> bytes:

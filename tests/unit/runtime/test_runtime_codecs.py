@@ -287,3 +287,15 @@ def test_large_csv_bodies_parse_like_small_ones():
     with pytest.raises(InvocationFailed) as exc:
         codecs.decode(b"1,2\n" * 40_000 + b"1,x\n", "text/csv")
     assert exc.value.status == 400 and "row 40001" in str(exc.value)
+    with pytest.raises(InvocationFailed, match="is not a number"):
+        codecs.decode(b'"1","2"\n' * 40_000, "text/csv")
+    # integers in the first blocks and a float later: one float64 table, as on the small path
+    mixed = codecs.decode(b"1,2,3\n" * 500_000 + b"1.5,2,3\n", "text/csv")
+    assert mixed.shape == (500_001, 3) and mixed[-1].tolist() == [1.5, 2, 3]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint16])
+def test_many_integer_labels_encode_like_a_few(dtype):
+    """From 4,096 labels on, pyarrow writes them: byte for byte what str() gives."""
+    labels = np.random.default_rng(5).integers(0 if dtype == np.uint16 else -100, 100, 10_000).astype(dtype)
+    assert codecs.encode(labels, "text/csv") == ("\n".join(map(str, labels.tolist())) + "\n").encode()
