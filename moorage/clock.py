@@ -20,8 +20,18 @@ def timestamp(clock: Clock) -> float:
 
 
 class SystemClock:
+    """Wall-clock time that never goes backwards: a VM's clock can be stepped back by a few
+    milliseconds, and a job must not end before it started."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
     def time(self) -> float:
-        return time.time()
+        now = time.time()
+        if now < self._last:
+            return self._last
+        self._last = now
+        return now
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -294,8 +294,11 @@ def test_large_csv_bodies_parse_like_small_ones():
     assert mixed.shape == (500_001, 3) and mixed[-1].tolist() == [1.5, 2, 3]
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint16])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint16, np.uint64])
 def test_many_integer_labels_encode_like_a_few(dtype):
     """From 4,096 labels on, pyarrow writes them: byte for byte what str() gives."""
-    labels = np.random.default_rng(5).integers(0 if dtype == np.uint16 else -100, 100, 10_000).astype(dtype)
+    labels = np.random.default_rng(5).integers(0 if dtype in (np.uint16, np.uint64) else -100, 100,
+                                               10_000).astype(dtype)
+    if dtype == np.uint64:
+        labels[0] = 2**64 - 1  # past int64
     assert codecs.encode(labels, "text/csv") == ("\n".join(map(str, labels.tolist())) + "\n").encode()
