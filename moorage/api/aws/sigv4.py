@@ -45,7 +45,9 @@ _CANON_QUERY = re.compile(r"(?:[A-Za-z0-9_.~=&-]|%[0-9A-F]{2})*\Z")
 _KEY_CACHE_MAX = 512
 _PLAIN_PATH_BYTES = re.compile(_PLAIN_PATH.pattern.encode())
 _EMPTY_SHA256_BYTES = EMPTY_SHA256.encode()
-_FAST_PREFIX = b"AWS4-HMAC-SHA256 Credential="
+#: the Authorization header botocore writes: key id, scope (date, region, service), signed headers
+_FAST_AUTH = re.compile(rb"AWS4-HMAC-SHA256 Credential=([^/, ]+)/((\d{8})/([^/, ]+)/([^/, ]+)/aws4_request), "
+                        rb"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})\Z")
 
 Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
@@ -176,8 +178,9 @@ class Verifier:
         self._mismatch = mismatch_error
         #: (secret, date, region, service) → signing key; the HMAC chain costs four HMACs
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
-        #: the same → an HMAC keyed with it, copied per request (cheaper than re-keying)
-        self._macs: dict[tuple[str, str, str, str], hmac.HMAC] = {}
+        #: (secret, credential scope as sent) → an HMAC keyed with the signing key, copied per
+        #: request (cheaper than re-keying)
+        self._macs: dict[tuple[str, bytes], hmac.HMAC] = {}
 
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
         cache_key = (secret, date, region, service)
@@ -206,48 +209,45 @@ class Verifier:
         hdrs = dict(headers)
         auth = hdrs.get(b"authorization")
         stamp = hdrs.get(b"x-amz-date")
-        if auth is None or stamp is None or len(hdrs) != len(headers) or not auth.startswith(_FAST_PREFIX):
+        if auth is None or stamp is None or len(hdrs) != len(headers):
             return None
-        parts = auth[len(_FAST_PREFIX):].split(b", ")
-        if len(parts) != 3 or not parts[1].startswith(b"SignedHeaders=") or not parts[2].startswith(b"Signature="):
+        m = _FAST_AUTH.match(auth)
+        if m is None or m[3] != stamp[:8]:
             return None
-        scope = parts[0].split(b"/")
-        signed = parts[1][14:]
+        access_key, scope, date, region, service, signed, signature = m.groups()
         names = signed.split(b";")
-        if len(scope) != 5 or scope[4] != b"aws4_request" or scope[1] != stamp[:8] or b"host" not in names:
+        if b"host" not in names:
             return None
-        canon = []
-        for name in names:
-            value = hdrs.get(name)
-            if value is None:
-                return None
-            if b"  " in value or value[:1] == b" " or value[-1:] == b" ":
-                value = b" ".join(value.split())
-            canon.append(b"%s:%s\n" % (name, value))
+        try:
+            canon = b"".join([b"%s:%s\n" % (name, hdrs[name]) for name in names])
+        except KeyError:
+            return None
+        if b"  " in canon or b": " in canon or b" \n" in canon:  # values to trim, as botocore does
+            canon = b"".join([b"%s:%s\n" % (name, b" ".join(hdrs[name].split())) for name in names])
         payload = sha256(body).hexdigest().encode() if body else _EMPTY_SHA256_BYTES
         claimed = hdrs.get(b"x-amz-content-sha256")
         if claimed is not None and claimed.lower() != payload:
             return None
         stamp_text = stamp.decode("latin-1")
-        self._check_time(stamp_text, _parse_amz_date(stamp_text), None)
-        access_key, date, region, service = (p.decode("latin-1") for p in scope[:4])
-        secret = self._lookup(access_key)
+        signed_at = _parse_amz_date(stamp_text)
+        if not -self._skew <= self._clock() - signed_at <= self._skew:
+            self._check_time(stamp_text, signed_at, None)  # raises
+        key_id = access_key.decode("latin-1")
+        secret = self._lookup(key_id)
         if secret is None:
             return None
-        cache_key = (secret, date, region, service)
-        mac = self._macs.get(cache_key)
+        mac = self._macs.get((secret, scope))
         if mac is None:
             if len(self._macs) >= _KEY_CACHE_MAX:
                 self._macs.clear()
-            mac = self._macs[cache_key] = hmac.new(self.signing_key(*cache_key), digestmod=sha256)
-        creq = b"%s\n%s\n\n%s\n%s\n%s" % (method.encode("latin-1"), raw_path, b"".join(canon), signed,
-                                           claimed or payload)
-        sts = b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (stamp, b"/".join(scope[1:]), sha256(creq).hexdigest().encode())
+            key = self.signing_key(secret, date.decode(), region.decode(), service.decode())
+            mac = self._macs[(secret, scope)] = hmac.new(key, digestmod=sha256)
+        creq = b"%s\n%s\n\n%s\n%s\n%s" % (method.encode("latin-1"), raw_path, canon, signed, claimed or payload)
         h = mac.copy()
-        h.update(sts)
-        if not hmac.compare_digest(h.hexdigest().encode(), parts[2][10:]):
+        h.update(b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (stamp, scope, sha256(creq).hexdigest().encode()))
+        if not hmac.compare_digest(h.hexdigest().encode(), signature):
             return None
-        return access_key, signed.decode("latin-1")
+        return key_id, signed.decode("latin-1")
 
     def verify(self, req: SignedRequest) -> Principal:
         """The signer, or an AuthError. Checks run cheapest first; the secret is looked up last."""
