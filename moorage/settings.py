@@ -6,6 +6,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -46,6 +47,10 @@ class Settings(BaseSettings):
     max_queued_per_instance: int = 256
     """Invocations one instance may have in flight or queued; past that the router answers
     429 ThrottlingException (boto3 backs off and retries) instead of queueing without bound."""
+
+    job_vcpus: int = Field(default_factory=lambda: 4 * (os.cpu_count() or 1))
+    """vCPUs of job instances (InstanceCount × the instance type's vCPUs) that may run at once;
+    jobs beyond it wait (moorage/control/compute.py). Default: 4 × this machine's cores."""
 
     max_instances: int = 64
     """Instances all endpoints together may run on this server (ResourceLimitExceeded past it)."""

@@ -361,6 +361,11 @@ def register(app: typer.Typer) -> None:
         """The job's instance logs (the last TAIL_BYTES of each)."""
         _print_logs(Api(url).call("GET", f"/api/transform-jobs/{name}/logs", params={"TailBytes": tail_bytes}))
 
+    @app.command("compute-pools")
+    def compute_pools(url: str = URL_OPTION) -> None:
+        """vCPUs of job instances: each pool's size, what runs and what waits."""
+        _show(Api(url).call("GET", "/api/compute-pools")["ComputePools"])
+
     @transforms.command("wait")
     def wait_transform(name: str, url: str = URL_OPTION) -> None:
         """Follow a job to its end with a progress bar; exits 1 unless it Completed."""

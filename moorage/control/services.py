@@ -14,6 +14,7 @@ from moorage.backends.local import LocalBackend
 from moorage.clock import Clock, SystemClock
 from moorage.control.async_inference import AsyncInferenceService
 from moorage.control.autoscaling import AutoscalingService
+from moorage.control.compute import ComputePool
 from moorage.control.endpoint_configs import EndpointConfigService
 from moorage.control.endpoints import EndpointService
 from moorage.control.keys import KeyService
@@ -87,7 +88,8 @@ def build_services(settings: Settings, *, backend: Backend | None = None,
     svc = Services(settings, store, clock, metrics, router, models, configs, endpoints,
                    KeyService(store, clock),
                    AutoscalingService(store, clock, settings, endpoints, metrics),
-                   topics, async_inference, TransformJobService(store, clock, settings, router))
+                   topics, async_inference,
+                   TransformJobService(store, clock, settings, router, ComputePool("default", settings.job_vcpus)))
     for service in (models, configs, endpoints, svc.transform_jobs):
         for attr in dir(service):
             if attr.startswith("_"):

@@ -5,14 +5,18 @@ stops them. After a restart, jobs InProgress run again (finished objects are ski
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from moorage.artifacts import objects
 from moorage.backends.base import FileRange
 from moorage.clock import timestamp
 from moorage.control.base import ServiceBase, public
+from moorage.control.compute import ComputePool, job_vcpus
 from moorage.control.listing import page
 from moorage.control.logs import read_logs
 from moorage.control.models import container_spec
@@ -31,15 +35,16 @@ from moorage.store.sql import Conflict
 log = logging.getLogger("moorage.transform")
 
 KIND = "TransformJob"
-_NOT_YET = {"SplitType": ("TFRecord",), "S3DataType": ("AugmentedManifestFile", "Converse")}
+_NOT_YET_DATA_TYPES = ("AugmentedManifestFile", "Converse")
 
 
 class TransformJobService(ServiceBase):
     kind = KIND
 
-    def __init__(self, store: Any, clock: Any, settings: Any, router: Router) -> None:
+    def __init__(self, store: Any, clock: Any, settings: Any, router: Router, compute: ComputePool) -> None:
         super().__init__(store, clock, settings)
         self.router = router
+        self.compute = compute
         self.staging = settings.data_dir / "jobs" / "staging"
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -55,8 +60,7 @@ class TransformJobService(ServiceBase):
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job "
                                 f"with this name already exists ({self.arn(name)})")
         now = timestamp(self.clock)
-        doc = {**params, "TransformJobStatus": S.IN_PROGRESS.value, "TransformStartTime": now,
-               "LastModifiedTime": now, "_container": model.doc.get("PrimaryContainer") or model.doc["Containers"][0]}
+        doc = {**params, "TransformJobStatus": S.IN_PROGRESS.value, "LastModifiedTime": now, "_container": model.doc.get("PrimaryContainer") or model.doc["Containers"][0]}
         rec = self.create_record(name, doc, "TransformJobArn", status=S.IN_PROGRESS.value)
         self._start(name)
         return {"TransformJobArn": rec.arn}
@@ -92,6 +96,10 @@ class TransformJobService(ServiceBase):
         rec = self._require(name)
         p = dict(rec.doc.get("_progress") or {})
         p.update(TransformJobName=name, TransformJobStatus=rec.status)
+        if self.compute.waits(name):
+            res = rec.doc["TransformResources"]
+            p["WaitingFor"] = (f"{job_vcpus(res['InstanceType'], res['InstanceCount'])} vCPUs in compute pool "
+                               f"{self.compute.name} ({self.compute.in_use} of {self.compute.max_vcpus} in use)")
         start, end = rec.doc.get("TransformStartTime"), rec.doc.get("TransformEndTime")
         if start:
             elapsed = (end or timestamp(self.clock)) - start
@@ -108,7 +116,7 @@ class TransformJobService(ServiceBase):
     def recover(self) -> None:
         """At server start: jobs that were running run again; jobs being stopped are stopped."""
         objects.clear_staging(self.staging)
-        for rec in self.store.list(KIND):
+        for rec in sorted(self.store.list(KIND), key=lambda r: r.created):  # the pool's line, as before
             if rec.status == S.IN_PROGRESS.value:
                 self._start(rec.name)
             elif rec.status == S.STOPPING.value:
@@ -126,10 +134,8 @@ class TransformJobService(ServiceBase):
         source = ti["DataSource"].get("S3DataSource")
         if not source:
             raise ValidationException("TransformInput.DataSource.S3DataSource is required.")
-        for field, values in _NOT_YET.items():
-            value = ti.get(field) if field == "SplitType" else source.get(field)
-            if value in values:
-                raise ValidationException(f"{field} {value} is not supported yet.")
+        if source.get("S3DataType") in _NOT_YET_DATA_TYPES:
+            raise ValidationException(f"S3DataType {source['S3DataType']} is not supported yet.")
         uri = source["S3Uri"]
         if not objects.is_s3(uri) and not objects.local_path(uri).is_absolute():
             raise ValidationException(f"S3Uri {uri} must be an s3:// URL, a file:// URL or an absolute path.")
@@ -147,7 +153,10 @@ class TransformJobService(ServiceBase):
             raise ValidationException(f"DataProcessing: {exc}.") from None
         if processing is not None and ti.get("SplitType", "None") != "Line":
             raise ValidationException("DataProcessing filters and JoinSource work on records: set SplitType Line.")
-        profile(p["TransformResources"]["InstanceType"])
+        resources = p["TransformResources"]
+        profile(resources["InstanceType"])
+        self.compute.check(job_vcpus(resources["InstanceType"], resources["InstanceCount"]),
+                           f"{resources['InstanceCount']} × {resources['InstanceType']}")
 
     # -- running -------------------------------------------------------------------------
     def _start(self, name: str) -> None:
@@ -172,8 +181,15 @@ class TransformJobService(ServiceBase):
                                                   warm_start=True),))
         key = fleet_key(name)
         fleet = None
-        self._event(name, f"starting {spec.instances} instance(s) of model {doc['ModelName']}")
+        vcpus = job_vcpus(doc["TransformResources"]["InstanceType"], spec.instances)
         try:
+            if self.compute.must_wait(vcpus):
+                self._event(name, f"waiting for {vcpus} vCPUs in compute pool {self.compute.name} "
+                                  f"({self.compute.in_use} of {self.compute.max_vcpus} in use)")
+            await self.compute.acquire(name, vcpus)
+            if "TransformStartTime" not in self.store.get(KIND, name).doc:
+                self._change(name, None, {"TransformStartTime": timestamp(self.clock)})
+            self._event(name, f"starting {spec.instances} instance(s) of model {doc['ModelName']}")
             fleet = await self.router.build(key, fleet_spec)
             pool = fleet.pools["AllTraffic"]
 
@@ -181,7 +197,14 @@ class TransformJobService(ServiceBase):
                 if isinstance(body, FileRange):
                     return pool.invoke_range(ctype, accept, b"", body, timeout)
                 return pool.invoke(ctype, accept, b"", body, timeout)
-            await transform.run(spec, invoke, self.staging, lambda p: self._progress(name, p))
+            saved = self.store.get(KIND, name).doc.get("_checkpoint")
+            resume = transform.Checkpoint(**saved) if saved else None
+            if resume is not None:
+                self._event(name, f"resuming input object {resume.object_index + 1} after record {resume.records}")
+            await transform.run(spec, invoke, self.staging, self._partial(name) / "current.part",
+                                lambda p: self._progress(name, p),
+                                lambda c: self._change(name, None, {"_checkpoint": dataclasses.asdict(c)}),
+                                resume)
             self._set(name, S.COMPLETED, end=True)
         except asyncio.CancelledError:
             current = self.store.get(KIND, name)
@@ -196,6 +219,7 @@ class TransformJobService(ServiceBase):
         finally:
             if fleet is not None:
                 await asyncio.shield(fleet.close())
+            self.compute.release(name)
             self.router.forget_metrics(key)
 
     def _progress(self, name: str, p: transform.Progress) -> None:
@@ -212,11 +236,17 @@ class TransformJobService(ServiceBase):
         with path.open("a") as f:
             f.write(f"{stamp} {text}\n")
 
+    def _partial(self, name: str) -> Path:
+        """Where a running job's current result grows: kept across restarts, unlike staging."""
+        return self.settings.data_dir / "jobs" / "partial" / name
+
     def _set(self, name: str, status: S, *, end: bool = False, reason: str | None = None) -> None:
         self._event(name, status.value + (f": {reason}" if reason else ""))
         fields: dict[str, Any] = {"TransformJobStatus": status.value}
         if end:
             fields["TransformEndTime"] = timestamp(self.clock)
+            fields["_checkpoint"] = None
+            shutil.rmtree(self._partial(name), ignore_errors=True)
         if reason:
             fields["FailureReason"] = reason
         self._change(name, status, fields)

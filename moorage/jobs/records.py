@@ -15,8 +15,10 @@ class Batch:
     first: int
     last: int
     payload: bytes
-    #: where the payload starts in the (decompressed) object; set by ``line_batches``
+    #: where the payload starts, and where the next batch starts, in the (decompressed)
+    #: object; set by ``line_batches`` (``end`` 0: unknown)
     offset: int = 0
+    end: int = 0
 
 
 class RecordTooLarge(Exception):
@@ -28,12 +30,15 @@ class RecordTooLarge(Exception):
 
 def records(stream: BinaryIO, split: str) -> Iterator[bytes]:
     """``Line``: each non-blank line, ending in a newline. ``None``: the whole object, once.
-    ``RecordIO``: each RecordIO record, header and padding included (``recordio_records``)."""
+    ``RecordIO`` and ``TFRecord``: each record whole, header (and padding, checksum) included."""
     if split == "None":
         yield stream.read()
         return
     if split == "RecordIO":
         yield from recordio_records(stream)
+        return
+    if split == "TFRecord":
+        yield from tfrecord_records(stream)
         return
     for line in stream:
         if not line.strip():
@@ -41,14 +46,14 @@ def records(stream: BinaryIO, split: str) -> Iterator[bytes]:
         yield line if line.endswith(b"\n") else line + b"\n"
 
 
-def batches(items: Iterator[bytes], strategy: str, max_payload: int) -> Iterator[Batch]:
+def batches(items: Iterator[bytes], strategy: str, max_payload: int, first: int = 1) -> Iterator[Batch]:
     """``SingleRecord``: one record per batch. ``MultiRecord``: as many consecutive records as
-    fit in ``max_payload`` bytes (0: no limit). A record over the limit raises RecordTooLarge."""
+    fit in ``max_payload`` bytes (0: no limit). A record over the limit raises RecordTooLarge.
+    Records are numbered from ``first`` (a job resumed inside an object skipped the others)."""
     parts: list[bytes] = []
     size = 0
-    first = 1
-    index = 0
-    for index, rec in enumerate(items, start=1):
+    index = first - 1
+    for index, rec in enumerate(items, start=first):
         if max_payload and len(rec) > max_payload:
             raise RecordTooLarge(index, len(rec), max_payload)
         if parts and (strategy == "SingleRecord" or (max_payload and size + len(rec) > max_payload)):
@@ -64,21 +69,20 @@ def batches(items: Iterator[bytes], strategy: str, max_payload: int) -> Iterator
 UNLIMITED_BLOCK = 6 * 1024 * 1024
 
 
-def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
+def line_batches(stream: BinaryIO, max_payload: int, first: int = 1, offset: int = 0) -> Iterator[Batch]:
     """``MultiRecord`` over ``Line`` records without a Python step per line: read up to
     ``max_payload`` bytes, cut after the last newline, carry the partial line over. Records are
-    numbered by line (blank lines count, and reach the model, whose decoders skip them)."""
+    numbered by line (blank lines count, and reach the model, whose decoders skip them), from
+    ``first``, which starts at byte ``offset`` where the stream is positioned."""
     limit = max_payload or UNLIMITED_BLOCK
     carry = b""
-    first = 1
-    offset = 0
     while True:
         chunk = stream.read(limit - len(carry))
         data = carry + chunk if carry else chunk
         if not chunk:
             if data and not data.isspace():  # isspace stops at the first other byte; strip copies
                 yield Batch(first, first + data.count(b"\n") - data.endswith(b"\n"),
-                            data if data.endswith(b"\n") else data + b"\n", offset)
+                            data if data.endswith(b"\n") else data + b"\n", offset, offset + len(data))
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0:
@@ -89,7 +93,7 @@ def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
         payload, carry = data[:cut], data[cut:]
         n = payload.count(b"\n")
         if not payload.isspace():
-            yield Batch(first, first + n - 1, payload, offset)
+            yield Batch(first, first + n - 1, payload, offset, offset + cut)
         first += n
         offset += cut
 
@@ -97,8 +101,8 @@ def line_batches(stream: BinaryIO, max_payload: int) -> Iterator[Batch]:
 RECORDIO_MAGIC = 0xCED7230A
 
 
-class BadRecordIO(Exception):
-    pass
+class BadRecordFormat(Exception):
+    """The object is not in the format its SplitType says."""
 
 
 def recordio_records(stream: BinaryIO) -> Iterator[bytes]:
@@ -110,24 +114,71 @@ def recordio_records(stream: BinaryIO) -> Iterator[bytes]:
         head = stream.read(8)
         if not head:
             if pending:
-                raise BadRecordIO("the object ends inside a multi-part record")
+                raise BadRecordFormat("the object ends inside a multi-part record")
             return
         if len(head) < 8:
-            raise BadRecordIO("the object ends inside a record header")
+            raise BadRecordFormat("the object ends inside a record header")
         magic, word = struct.unpack("<II", head)
         if magic != RECORDIO_MAGIC:
-            raise BadRecordIO(f"bad magic number {magic:#010x}: not RecordIO")
+            raise BadRecordFormat(f"bad magic number {magic:#010x}: not RecordIO")
         flag, length = word >> 29, word & ((1 << 29) - 1)
         body = stream.read(length + (-length % 4))
         if len(body) < length:
-            raise BadRecordIO("the object ends inside a record")
+            raise BadRecordFormat("the object ends inside a record")
         part = head + body
         if flag == 0:
             if pending:
-                raise BadRecordIO("a whole record inside a multi-part record")
+                raise BadRecordFormat("a whole record inside a multi-part record")
             yield part
         else:
             pending.append(part)
             if flag == 3:
                 yield b"".join(pending)
                 pending = []
+
+
+def tfrecord_records(stream: BinaryIO) -> Iterator[bytes]:
+    """TensorFlow's TFRecord: a little-endian u64 length, the masked CRC-32C of those 8 bytes,
+    the data and the masked CRC-32C of the data. The length's checksum is verified (a file
+    that is not TFRecord fails at its first record); the data's is left to the reader."""
+    index = 0
+    while True:
+        head = stream.read(12)
+        if not head:
+            return
+        index += 1
+        if len(head) < 12:
+            raise BadRecordFormat(f"the object ends inside the header of TFRecord record {index}")
+        length, check = struct.unpack("<QI", head)
+        if masked_crc32c(head[:8]) != check:
+            raise BadRecordFormat(f"TFRecord record {index} has a bad length checksum: not TFRecord, or corrupt")
+        body = stream.read(length + 4)
+        if len(body) < length + 4:
+            raise BadRecordFormat(f"the object ends inside TFRecord record {index}")
+        yield head + body
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), for TFRecord's small headers; pure Python, about 1 µs a byte."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF

@@ -6,11 +6,17 @@ mini-batches, keep at most ``instances × MaxConcurrentTransforms`` mini-batches
 write each response to the object's result file as soon as every earlier one is written, so
 output keeps input order and memory holds only the mini-batches in flight. The result is
 published write-once as ``<S3OutputPath>/<object name>.out`` only when the whole object
-succeeded; an object whose result already exists (a run before a restart) is skipped. So a
-resumed job neither loses nor duplicates records.
+succeeded; an object whose result already exists (a run before a restart) is skipped.
 
-The engine writes no state: it reports progress through a callback, and control/ stores it.
-A Ray Data engine can replace it behind the same ``run`` signature.
+Inside an object, a checkpoint is reported at most every ``CHECKPOINT_SECONDS``: how many of
+its records have their results in the partial result file, how long that file is, and where
+in the input the next record starts when that is known. A job resumed from one truncates the
+partial file to that length, skips those records (seeking straight to them when it can) and
+goes on. So a resumed job neither loses nor duplicates records, and runs the model again
+only on the records after its last checkpoint.
+
+The engine writes no state: it reports progress and checkpoints through callbacks, and
+control/ stores them. A Ray Data engine can replace it behind the same ``run`` signature.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import gzip
+import itertools
+import time
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +36,7 @@ from moorage.backends.base import FileRange, InstanceGone, Reply
 from moorage.errors import ValidationException
 from moorage.jobs.joins import Processing
 from moorage.jobs.jsonpath import PathError
-from moorage.jobs.records import Batch, BadRecordIO, RecordTooLarge, batches, line_batches, records
+from moorage.jobs.records import Batch, BadRecordFormat, RecordTooLarge, batches, line_batches, records
 
 
 class JobFailed(Exception):
@@ -41,7 +49,7 @@ class TransformSpec:
     data_type: str  # S3Prefix | ManifestFile
     content_type: str
     compression: str  # None | Gzip
-    split: str  # None | Line | RecordIO
+    split: str  # None | Line | RecordIO | TFRecord
     output_path: str
     accept: str
     assemble: str  # None | Line
@@ -86,6 +94,22 @@ class Progress:
     bytes: int
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The results of ``records`` records of input object ``object_index`` fill the first
+    ``output_bytes`` of the partial result; the next record starts at byte ``input_offset`` of
+    the (decompressed) object, or -1 when only counting records finds it."""
+
+    object_index: int
+    records: int
+    output_bytes: int
+    input_offset: int = -1
+
+
+#: how often a running object reports a checkpoint (and its records done)
+CHECKPOINT_SECONDS = 1.0
+
+
 #: (content type, accept, body, timeout): the body is bytes, or a range of a local file that the
 #: instance reads itself
 Invoke = Callable[[bytes, bytes, bytes | FileRange, float], Awaitable[Reply]]
@@ -128,56 +152,78 @@ def _manifest(uri: str) -> list[InputObject]:
     return [InputObject(objects.join(prefix, n), n) for n in names]
 
 
-async def run(spec: TransformSpec, invoke: Invoke, staging: Path,
-              on_progress: Callable[[Progress], None]) -> Progress:
+async def run(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
+              on_progress: Callable[[Progress], None],
+              on_checkpoint: Callable[[Checkpoint], None] = lambda _: None,
+              resume: Checkpoint | None = None) -> Progress:
+    """Transform every input object. ``partial`` is where the current object's result grows
+    (it must survive a restart for ``resume`` to use it); ``staging`` holds s3:// inputs."""
     inputs = await asyncio.to_thread(list_inputs, spec)
     if not inputs:
         raise JobFailed(f"No input objects found under {spec.input_uri}.")
     done = Progress(0, len(inputs), 0, 0)
     on_progress(done)
-    for item in inputs:
+    for index, item in enumerate(inputs):
         out_url = objects.join(spec.output_path, item.name + ".out")
         if await asyncio.to_thread(objects.exists, out_url):
             n, size = 0, 0  # finished before a restart
         else:
-            n, size = await _transform_object(spec, invoke, staging, item, out_url)
+            start = resume if resume is not None and resume.object_index == index else Checkpoint(index, 0, 0)
+
+            def report(c: Checkpoint, done: Progress = done) -> None:
+                on_checkpoint(c)
+                on_progress(Progress(done.objects_done, done.objects_total, done.records + c.records, done.bytes))
+            n, size = await _transform_object(spec, invoke, staging, partial, item, out_url, start, report)
         done = Progress(done.objects_done + 1, len(inputs), done.records + n, done.bytes + size)
         on_progress(done)
     return done
 
 
-async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, item: InputObject,
-                            out_url: str) -> tuple[int, int]:
+async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
+                            item: InputObject, out_url: str, start: Checkpoint,
+                            report: Callable[[Checkpoint], None]) -> tuple[int, int]:
     try:
         src, staged = await asyncio.to_thread(objects.stage_input, item.url, staging)
     except (OSError, ValidationException) as exc:
         raise JobFailed(f"Could not read input object {item.url}: {exc}") from None
-    dst = await asyncio.to_thread(objects.result_file, staging)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    line_path = spec.split == "Line" and spec.strategy == "MultiRecord" and spec.processing is None
+    if start.records == 0 or not partial.exists() or (line_path and start.input_offset < 0):
+        start = Checkpoint(start.object_index, 0, 0, 0)
+        partial.write_bytes(b"")
     limit = spec.instances * spec.concurrency
     window: collections.deque[tuple[Batch, asyncio.Task[bytes]]] = collections.deque()
-    count = 0
+    count = start.records
     proc = spec.processing
     originals: collections.deque[bytes] = collections.deque()
     try:
-        with _open(src, spec.compression) as f, open(dst, "wb") as out:
+        with _open(src, spec.compression) as f, open(partial, "r+b") as out:
+            out.truncate(start.output_bytes)  # what came after the checkpoint is written again
+            out.seek(start.output_bytes)
+            last_report = time.monotonic()
             try:
                 # An uncompressed mini-batch cut at line ends is a byte range of the (staged)
                 # file: the instance reads it itself instead of through the router's socket. (A
                 # last line without its newline gets one, so that batch is sent as bytes.)
                 ranged = False
-                if proc is not None:  # record by record: filters and joins need each record
-                    work = batches(_filtered(proc, records(f, spec.split), originals, item),
-                                   spec.strategy, spec.max_payload)
-                elif spec.split == "Line" and spec.strategy == "MultiRecord":
-                    work = line_batches(f, spec.max_payload)
+                skip = start.records
+                if line_path:
+                    if start.input_offset > 0:
+                        f.seek(start.input_offset)
+                    work = line_batches(f, spec.max_payload, skip + 1, max(start.input_offset, 0))
                     ranged = spec.compression != "Gzip"
+                elif proc is not None:  # record by record: filters and joins need each record
+                    items = itertools.islice(records(f, spec.split), skip, None)
+                    work = batches(_filtered(proc, items, originals, item, skip + 1),
+                                   spec.strategy, spec.max_payload, skip + 1)
                 else:
-                    work = batches(records(f, spec.split), spec.strategy, spec.max_payload)
+                    work = batches(itertools.islice(records(f, spec.split), skip, None),
+                                   spec.strategy, spec.max_payload, skip + 1)
                 size = src.stat().st_size
                 for batch in work:
                     if ranged and batch.offset + len(batch.payload) <= size:
                         body: bytes | FileRange = FileRange(str(src), batch.offset, len(batch.payload))
-                        batch = Batch(batch.first, batch.last, b"", batch.offset)
+                        batch = Batch(batch.first, batch.last, b"", batch.offset, batch.end)
                     else:
                         body = batch.payload
                     call = _call(spec, invoke, item, batch, body)
@@ -186,28 +232,32 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                         call = _assembled(proc, call, sources, item, batch)
                     window.append((batch, asyncio.create_task(call)))
                     count = batch.last
-                    while len(window) >= limit:
-                        _write(out, spec, await window.popleft()[1])
+                    while len(window) >= limit or (window and window[0][1].done()):
+                        written, task = window.popleft()
+                        _write(out, spec, await task)
+                        if time.monotonic() - last_report >= CHECKPOINT_SECONDS:
+                            out.flush()
+                            report(Checkpoint(start.object_index, written.last, out.tell(), written.end or -1))
+                            last_report = time.monotonic()
                 while window:
                     _write(out, spec, await window.popleft()[1])
-            except (RecordTooLarge, BadRecordIO) as exc:
+            except (RecordTooLarge, BadRecordFormat) as exc:
                 raise JobFailed(f"Input object {item.url}: {exc}.") from None
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise JobFailed(f"Could not read input object {item.url}: {exc}") from None
-        await asyncio.to_thread(objects.publish, dst, out_url)
+        await asyncio.to_thread(objects.publish, partial, out_url)
         return count, src.stat().st_size
     finally:
         for _, task in window:
             task.cancel()
-        dst.unlink(missing_ok=True)
         if staged:
             src.unlink(missing_ok=True)
 
 
 def _filtered(proc: Processing, items: Iterator[bytes], originals: collections.deque[bytes],
-              item: InputObject) -> Iterator[bytes]:
+              item: InputObject, first: int) -> Iterator[bytes]:
     """Records after the InputFilter; each original is kept in ``originals`` for the join."""
-    for index, rec in enumerate(items, start=1):
+    for index, rec in enumerate(items, start=first):
         originals.append(rec)
         try:
             yield proc.filter_input(rec)

@@ -234,6 +234,39 @@ def test_kill9_mid_job_resumes_without_loss_or_duplicates(slow_dir: Path, tmp_pa
         srv.stop()
 
 
+def test_kill9_inside_one_object_resumes_from_its_checkpoint(slow_dir: Path, tmp_path: Path) -> None:
+    """One large object, killed midway: the restarted job goes on from its last checkpoint (every
+    second) instead of from the object's start. Every record is in the output once, in order."""
+    calls = tmp_path / "calls.log"
+    srv = ServerProcess(tmp_path / "data").start()
+    try:
+        sm, http = srv.client(), srv.http()
+        _model(sm, "tf-ckpt", str(slow_dir), image="moorage/python",
+               env={"MOORAGE_TEST_SLEEP": "0.04", "MOORAGE_TEST_CALLS": str(calls)})
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "big.csv").write_text("".join(f"r{i},x\n" for i in range(120)))
+        _job(sm, "tf-ckpt", "tf-ckpt", str(tmp_path / "in"), str(tmp_path / "out"), strategy="SingleRecord")
+        deadline = time.monotonic() + 60
+        while http.get("/api/transform-jobs/tf-ckpt/progress").json().get("Records", 0) < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        srv.kill9()
+        before = calls.read_text().split()
+        srv.start()
+        desc = _wait(srv.client(), "tf-ckpt")
+        assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+        assert _lines(tmp_path / "out" / "big.csv.out") == [f"r{i},done" for i in range(120)]
+        executed = calls.read_text().split()
+        assert executed.count("r0") == 1 and executed.count("r39") == 1  # before the checkpoint: once
+        again = len(executed) - 120  # run twice: only what followed the last checkpoint
+        assert 0 <= again <= len(before) - 40
+        logs = srv.http().get("/api/transform-jobs/tf-ckpt/logs").json()["Instances"]
+        assert any("resuming input object 1 after record" in i["Log"] for i in logs if i["VariantName"] == "job")
+        assert not (tmp_path / "data" / "jobs" / "partial" / "tf-ckpt").exists()  # cleaned at the end
+    finally:
+        srv.stop()
+
+
 def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
     _, url = lr
     sm = server.client()
@@ -253,7 +286,7 @@ def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_
     assert "absolute path" in refused(uri="relative/in")
     assert "SplitType" in refused(split="None", strategy="SingleRecord")
     assert "at most 100" in refused(MaxPayloadInMB=60, MaxConcurrentTransforms=2)
-    assert "not supported yet" in refused(split="TFRecord")
+    assert "not supported yet" in refused(data_type="AugmentedManifestFile")
     assert "DataProcessing" in refused(DataProcessing={"InputFilter": "$..features"})
     assert "SplitType Line" in refused(split="None", DataProcessing={"JoinSource": "Input"})
     _job(sm, "tf-dup", "tf-inputs", str(tmp_path / "in"), str(tmp_path / "o-dup"))
@@ -294,6 +327,8 @@ def test_cli_transform_with_progress(server: ServerProcess, lr: tuple[Any, str],
         assert _predictions(_lines(tmp_path / "out" / f"{name}.out")) == model.predict(X).tolist()
     assert [j["TransformJobName"] for j in cli.json("transform", "list", "--status", "Completed")
             if j["TransformJobName"] == "tf-cli"] == ["tf-cli"]
+    [pool] = cli.json("compute-pools")
+    assert pool["ComputePoolName"] == "default" and pool["MaxVcpus"] >= 4 and pool["Running"] == []
 
 
 CSV_CASES = [  # (DataProcessing, what each output line is, from (id, features, prediction))
@@ -479,6 +514,64 @@ def test_recordio_records(server: ServerProcess, tmp_path: Path, strategy: str) 
     assert (tmp_path / "out" / "data.rec.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
 
 
+TFRECORD_HANDLER = '''
+import struct
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return body
+
+def predict_fn(body, model):
+    out, i = [], 0
+    while i < len(body):
+        (n,) = struct.unpack_from("<Q", body, i)
+        out.append(body[i + 12:i + 12 + n].upper() + b"\\n")
+        i += 12 + n + 4
+    return b"".join(out)
+
+def output_fn(prediction, accept):
+    return prediction, "text/plain"
+'''
+
+
+@pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
+def test_tfrecord_records(server: ServerProcess, tmp_path: Path, strategy: str) -> None:
+    """TFRecord files split into whole records (length, checksums and all), batched up to
+    MaxPayloadInMB; a file that is not TFRecord fails the job with a reason naming it."""
+    import struct
+
+    from moorage.jobs.records import masked_crc32c
+
+    def record(data: bytes) -> bytes:
+        head = struct.pack("<Q", len(data))
+        return head + struct.pack("<I", masked_crc32c(head)) + data + struct.pack("<I", masked_crc32c(data))
+
+    root = tmp_path / "model"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(TFRECORD_HANDLER)
+    sm = server.client()
+    name = f"tf-tfr-{strategy.lower()}"
+    _model(sm, name, str(root), image="moorage/python")
+    words = [f"example-{i}-{'y' * (i % 7)}".encode() for i in range(400)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "data.tfrecord").write_bytes(b"".join(record(w) for w in words))
+    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), split="TFRecord", strategy=strategy,
+         content_type="application/x-tfrecord", MaxPayloadInMB=1)
+    desc = _wait(sm, name)
+    assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
+    assert (tmp_path / "out" / "data.tfrecord.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
+    if strategy == "MultiRecord":
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "rows.csv").write_text("1,2,3\n" * 10)
+        _job(sm, name + "-bad", name, str(tmp_path / "bad"), str(tmp_path / "out-bad"), split="TFRecord",
+             strategy=strategy, content_type="application/x-tfrecord")
+        bad = _wait(sm, name + "-bad")
+        assert bad["TransformJobStatus"] == "Failed"
+        assert "rows.csv" in bad["FailureReason"] and "bad length checksum" in bad["FailureReason"]
+
+
 def test_bring_your_own_server_gets_every_mini_batch(server: ServerProcess, tmp_path: Path) -> None:
     """Mini-batches of an uncompressed object are byte ranges the instance reads itself; an HTTP
     instance (bring your own server) has them read and posted. Every line comes back, in order."""
@@ -502,3 +595,40 @@ def test_bring_your_own_server_gets_every_mini_batch(server: ServerProcess, tmp_
     assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
     for name, lines in objects.items():
         assert _lines(tmp_path / "out" / f"{name}.out") == [line.upper() for line in lines]
+
+
+def test_jobs_wait_for_vcpus_in_the_compute_pool(slow_dir: Path, tmp_path: Path) -> None:
+    """A pool of 2 vCPUs (MOORAGE_JOB_VCPUS) runs one 1 × ml.m5.large job at a time: the next waits
+    in line (its progress says for what), a waiting job can be stopped, and a job that could
+    never fit is refused with ResourceLimitExceeded."""
+    srv = ServerProcess(tmp_path / "data", env={**ADMIN_ENV, "MOORAGE_JOB_VCPUS": "2"}).start()
+    try:
+        sm, http = srv.client(), srv.http()
+        _model(sm, "tf-pool", str(slow_dir), image="moorage/python", env={"MOORAGE_TEST_SLEEP": "0.3"})
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "rows.csv").write_text("".join(f"{i},x\n" for i in range(6)))
+        for name in ("tf-first", "tf-second", "tf-third"):
+            _job(sm, name, "tf-pool", str(tmp_path / "in"), str(tmp_path / name), strategy="SingleRecord")
+        pools = http.get("/api/compute-pools").json()["ComputePools"]
+        assert pools == [{"ComputePoolName": "default", "MaxVcpus": 2, "VcpusInUse": 2,
+                          "Running": [{"JobName": "tf-first", "Vcpus": 2}],
+                          "Waiting": [{"JobName": "tf-second", "Vcpus": 2}, {"JobName": "tf-third", "Vcpus": 2}]}]
+        waiting = http.get("/api/transform-jobs/tf-second/progress").json()
+        assert waiting["WaitingFor"] == "2 vCPUs in compute pool default (2 of 2 in use)"
+        assert "TransformStartTime" not in sm.describe_transform_job(TransformJobName="tf-second")
+        sm.stop_transform_job(TransformJobName="tf-third")  # stopped while waiting: never starts
+        first, second = _wait(sm, "tf-first"), _wait(sm, "tf-second")
+        third = _wait(sm, "tf-third")
+        assert first["TransformJobStatus"] == second["TransformJobStatus"] == "Completed"
+        assert second["TransformStartTime"] >= first["TransformEndTime"]  # one at a time
+        assert third["TransformJobStatus"] == "Stopped" and "TransformStartTime" not in third
+        assert not (tmp_path / "tf-third").exists()
+        assert http.get("/api/compute-pools").json()["ComputePools"][0]["VcpusInUse"] == 0
+        with pytest.raises(ClientError) as exc:
+            _job(sm, "tf-too-big", "tf-pool", str(tmp_path / "in"), str(tmp_path / "big"), instances=2)
+        assert exc.value.response["Error"]["Code"] == "ResourceLimitExceeded"
+        assert "needs 4 vCPUs, more than compute pool 'default' has (2" in exc.value.response["Error"]["Message"]
+        events = http.get("/api/transform-jobs/tf-second/logs").json()["Instances"]
+        assert any("waiting for 2 vCPUs" in i["Log"] for i in events if i["VariantName"] == "job")
+    finally:
+        srv.stop()

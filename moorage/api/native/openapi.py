@@ -22,7 +22,7 @@ from moorage.shapes import operation_model, service_model
 if TYPE_CHECKING:
     from botocore.model import Shape
 
-__all__ = ["Route", "build_openapi", "docs_html"]
+__all__ = ["Extra", "Route", "build_openapi", "docs_html"]
 
 _DOC_LIMIT = 300  # characters of documentation per description: keeps the document small
 _BODY_METHODS = frozenset({"post", "put", "patch"})
@@ -47,7 +47,24 @@ class Route(Protocol):
     def status(self) -> int: ...  # HTTP status of success
 
 
-def build_openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[str, Any]:
+class Extra(Protocol):
+    """A Moorage route with no botocore shape (progress, logs, keys, ...): documented by its
+    summary, its path parameters and ``query`` parameters; it answers a JSON object."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def query(self) -> tuple[str, ...]: ...
+
+
+def build_openapi(routes: Iterable[Route], *, title: str, version: str,
+                  extras: Iterable[Extra] = ()) -> dict[str, Any]:
     """Build the OpenAPI 3.1 document for ``routes``.
 
     Path parameters are members of the operation's input shape. For GET, HEAD and DELETE the
@@ -63,6 +80,17 @@ def build_openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[
         operation_ids.add(operation_id)
         paths.setdefault(template, {})[route.method.lower()] = {
             "operationId": operation_id, **_operation(route, template, schemas)}
+    for extra in extras:
+        template = _PATH_PARAM.sub(r"{\1}", extra.path)
+        operation_id = _unique(extra.operation, operation_ids)
+        operation_ids.add(operation_id)
+        parameters = [_parameter(n, "path", True, {"type": "string"}) for n in _PATH_PARAM.findall(extra.path)]
+        parameters += [_parameter(n, "query", False, {"type": "string"}) for n in extra.query]
+        paths.setdefault(template, {})[extra.method.lower()] = {
+            "operationId": operation_id, "summary": extra.summary, "tags": ["moorage"],
+            **({"parameters": parameters} if parameters else {}),
+            "responses": {"200": {"description": "Success", "content": {"application/json": {
+                "schema": {"type": "object"}}}}, "4XX": dict(_ERROR_REF), "5XX": dict(_ERROR_REF)}}
 
     return {
         "openapi": "3.1.0",

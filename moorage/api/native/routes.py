@@ -54,6 +54,46 @@ ROUTES: list[NativeRoute] = [
 ]
 
 
+@dataclass(frozen=True)
+class ExtraRoute:
+    """A Moorage addition with no SageMaker shape, listed for the OpenAPI document."""
+
+    method: str
+    path: str
+    operation: str
+    summary: str
+    query: tuple[str, ...] = ()
+
+
+EXTRAS: list[ExtraRoute] = [
+    ExtraRoute("GET", "/api/transform-jobs/{TransformJobName}/progress", "DescribeTransformJobProgress",
+               "Objects, records and bytes done out of the total, elapsed time, records per second; "
+               "WaitingFor while the job waits for vCPUs in its compute pool."),
+    ExtraRoute("GET", "/api/transform-jobs/{TransformJobName}/logs", "GetTransformJobLogs",
+               "The job's event log and its instances' logs, the last TailBytes of each.", ("TailBytes",)),
+    ExtraRoute("GET", "/api/endpoints/{EndpointName}/logs", "GetEndpointLogs",
+               "Each instance's log, the last TailBytes of each.", ("TailBytes",)),
+    ExtraRoute("GET", "/api/endpoints/{EndpointName}/instances", "ListEndpointInstances",
+               "The endpoint's instance processes: variant, state, requests in flight."),
+    ExtraRoute("GET", "/api/endpoints/{EndpointName}/metrics", "GetEndpointMetricStatistics",
+               "Per-period datapoints of one metric (Invocations, ModelLatency, ...).",
+               ("MetricName", "VariantName", "StartTime", "EndTime", "Period")),
+    ExtraRoute("GET", "/api/endpoints/{EndpointName}/async-invocations/{InferenceId}", "DescribeAsyncInvocation",
+               "The state of one asynchronous inference request."),
+    ExtraRoute("GET", "/api/compute-pools", "ListComputePools",
+               "vCPUs of job instances: each pool's size, the jobs running and the jobs waiting in line."),
+    ExtraRoute("GET", "/api/topics", "ListTopics", "Notification topics and their webhook URLs."),
+    ExtraRoute("GET", "/api/topics/{TopicName}", "GetTopic", "One notification topic."),
+    ExtraRoute("PUT", "/api/topics/{TopicName}", "PutTopic", "Create or replace a topic: {\"Webhooks\": [url, ...]}."),
+    ExtraRoute("DELETE", "/api/topics/{TopicName}", "DeleteTopic", "Delete a topic."),
+    ExtraRoute("GET", "/api/keys", "ListAccessKeys", "Access keys (never their secrets)."),
+    ExtraRoute("POST", "/api/keys", "CreateAccessKey",
+               "A new key: {\"Role\": \"admin\"|\"invoke\", \"Endpoints\": glob}; the secret is shown once."),
+    ExtraRoute("DELETE", "/api/keys/{AccessKeyId}", "RevokeAccessKey", "Revoke a key at once."),
+    ExtraRoute("GET", "/metrics", "GetPrometheusMetrics", "Every endpoint's metrics in Prometheus text form."),
+]
+
+
 def _error(exc: BaseException) -> Response:
     status, body = json11_error(exc)
     return Response(body, status_code=status, media_type="application/json")
@@ -101,7 +141,7 @@ def routes(services: Services) -> list[Route]:
         return by_method
 
     out = [Route(path, dispatcher(methods), methods=list(methods)) for path, methods in table.items()]
-    openapi = build_openapi(ROUTES, title="Moorage", version=__version__)
+    openapi = build_openapi(ROUTES, title="Moorage", version=__version__, extras=EXTRAS)
 
     async def openapi_json(_: Request) -> Response:
         return JSONResponse(openapi)
@@ -199,7 +239,11 @@ def routes(services: Services) -> list[Route]:
         except Exception as exc:
             return _error(exc)
 
+    async def compute_pools(_: Request) -> Response:
+        return JSONResponse({"ComputePools": [services.transform_jobs.compute.describe()]})
+
     out += [Route("/openapi.json", openapi_json), Route("/docs", docs),
+            Route("/api/compute-pools", compute_pools),
             Route("/api/transform-jobs/{TransformJobName}/progress", transform_progress),
             Route("/api/transform-jobs/{TransformJobName}/logs", logs),
             Route("/api/endpoints/{EndpointName}/logs", logs),

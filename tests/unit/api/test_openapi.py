@@ -197,3 +197,30 @@ def test_docs_html_loads_swagger_ui_from_jsdelivr() -> None:
     assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css" in page
     hostile = docs_html('/x"</script><script>alert(1)</script>')
     assert "</script><script>alert" not in hostile
+
+
+@dataclass(frozen=True)
+class FakeExtra:
+    method: str
+    path: str
+    operation: str
+    summary: str
+    query: tuple[str, ...] = ()
+
+
+def test_moorage_routes_without_a_botocore_shape_are_documented_too() -> None:
+    doc = build_openapi(ROUTES, title="Moorage", version="1", extras=[
+        FakeExtra("GET", "/api/endpoints/{EndpointName}/logs", "GetEndpointLogs", "Logs.", ("TailBytes",))])
+    op = doc["paths"]["/api/endpoints/{EndpointName}/logs"]["get"]
+    assert op["operationId"] == "GetEndpointLogs" and op["summary"] == "Logs."
+    assert [(p["name"], p["in"], p["required"]) for p in op["parameters"]] == [
+        ("EndpointName", "path", True), ("TailBytes", "query", False)]
+
+
+def test_every_declared_native_route_is_in_the_document() -> None:
+    """The real route tables (botocore-shaped and Moorage-only) all reach /openapi.json."""
+    from moorage.api.native.routes import EXTRAS, ROUTES as SERVED
+    doc = build_openapi(SERVED, title="Moorage", version="1", extras=EXTRAS)
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    for route in [*SERVED, *EXTRAS]:
+        assert (route.method, re.sub(r"\{(\w+)(?::\w+)?\}", r"{\1}", route.path)) in documented

@@ -42,11 +42,15 @@ def test_line_batches_cut_at_newlines_within_the_limit():
     from moorage.jobs.records import line_batches
     data = b"aaaa\nbbbb\n\ncccc\ndd"  # lines 1..5; line 3 blank; no final newline
     got = list(line_batches(io.BytesIO(data), 10))
-    assert got == [Batch(1, 2, b"aaaa\nbbbb\n", 0), Batch(3, 4, b"\ncccc\n", 10), Batch(5, 5, b"dd\n", 16)]
+    assert got == [Batch(1, 2, b"aaaa\nbbbb\n", 0, 10), Batch(3, 4, b"\ncccc\n", 10, 16), Batch(5, 5, b"dd\n", 16, 18)]
     assert b"".join(b.payload for b in got) == data + b"\n"
     assert list(line_batches(io.BytesIO(b""), 10)) == []
     assert list(line_batches(io.BytesIO(data), 0)) == [  # 0: no limit, 6 MiB blocks
-        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n", 0), Batch(5, 5, b"dd\n", 16)]
+        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n", 0, 16), Batch(5, 5, b"dd\n", 16, 18)]
+    # resumed after line 2: the stream at byte 10, numbering from 3
+    tail = io.BytesIO(data)
+    tail.seek(10)
+    assert list(line_batches(tail, 10, 3, 10)) == [Batch(3, 4, b"\ncccc\n", 10, 16), Batch(5, 5, b"dd\n", 16, 18)]
     with pytest.raises(RecordTooLarge) as exc:
         list(line_batches(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
     assert exc.value.index == 2
@@ -63,6 +67,7 @@ def test_line_batches_agree_with_records_on_real_text():
         assert [b.first for b in got][0] == 1 and got[-1].last == 500
         assert all(b.payload.count(b"\n") == b.last - b.first + 1 for b in got)
         assert all(data[b.offset:b.offset + len(b.payload)] == b.payload for b in got)  # byte ranges
+        assert all(a.end == b.offset for a, b in zip(got, got[1:])) and got[-1].end == len(data)
 
 
 def _rio(payload: bytes, flag: int = 0) -> bytes:
@@ -71,7 +76,7 @@ def _rio(payload: bytes, flag: int = 0) -> bytes:
 
 
 def test_recordio_records_with_padding_and_multi_part_records():
-    from moorage.jobs.records import BadRecordIO
+    from moorage.jobs.records import BadRecordFormat
     one, two = _rio(b"abcde"), _rio(b"wxyz")
     multi = _rio(b"part1", 1) + _rio(b"p2", 2) + _rio(b"end", 3)
     data = one + multi + two
@@ -79,9 +84,36 @@ def test_recordio_records_with_padding_and_multi_part_records():
     assert len(one) == 16  # 8-byte header + 5 bytes + 3 padding
     assert list(batches(iter(_recs(data, "RecordIO")), "MultiRecord", 52)) == [
         Batch(1, 1, one), Batch(2, 3, multi + two)]
-    with pytest.raises(BadRecordIO, match="bad magic"):
+    with pytest.raises(BadRecordFormat, match="bad magic"):
         _recs(b"not recordio at all", "RecordIO")
-    with pytest.raises(BadRecordIO, match="ends inside a record"):
+    with pytest.raises(BadRecordFormat, match="ends inside a record"):
         _recs(one[:12], "RecordIO")
-    with pytest.raises(BadRecordIO, match="multi-part"):
+    with pytest.raises(BadRecordFormat, match="multi-part"):
         _recs(_rio(b"x", 1), "RecordIO")
+
+
+def _tfr(payload: bytes) -> bytes:
+    import struct
+
+    from moorage.jobs.records import masked_crc32c
+    head = struct.pack("<Q", len(payload))
+    return head + struct.pack("<I", masked_crc32c(head)) + payload + struct.pack("<I", masked_crc32c(payload))
+
+
+def test_crc32c_matches_the_published_check_value():
+    from moorage.jobs.records import crc32c
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value (RFC 3720)
+    assert crc32c(b"") == 0
+
+
+def test_tfrecord_records_are_yielded_whole():
+    from moorage.jobs.records import BadRecordFormat
+    recs = [_tfr(b""), _tfr(b"one"), _tfr(b"x" * 1000)]
+    assert _recs(b"".join(recs), "TFRecord") == recs
+    assert len(recs[1]) == 8 + 4 + 3 + 4
+    with pytest.raises(BadRecordFormat, match="bad length checksum"):
+        _recs(b"1,2,3\n4,5,6\n", "TFRecord")  # a CSV file is not TFRecord
+    with pytest.raises(BadRecordFormat, match="ends inside TFRecord record 2"):
+        _recs(recs[0] + recs[2][:-1], "TFRecord")
+    with pytest.raises(BadRecordFormat, match="header of TFRecord record 1"):
+        _recs(b"\0" * 5, "TFRecord")
