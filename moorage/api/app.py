@@ -9,6 +9,7 @@ OpenAPI, docs, /metrics) to a Starlette app; ``POST /v1/...`` to the Batch rest-
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from typing import Any
@@ -137,11 +138,22 @@ class MoorageApp:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                _tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self.services.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _tune_gc() -> None:
+    """What startup built lives as long as the server: freeze it out of the collector's scans,
+    and collect the young generation every 50,000 allocations instead of 700. A request makes
+    a few hundred short-lived containers, so the default ran a collection every few requests
+    over a cache-cold heap; the hot path has no reference cycles to reclaim."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def create_app(services: Services) -> MoorageApp:

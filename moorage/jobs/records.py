@@ -3,6 +3,7 @@ byte streams, so memory holds one mini-batch at a time."""
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
@@ -96,6 +97,47 @@ def line_batches(stream: BinaryIO, max_payload: int, first: int = 1, offset: int
             yield Batch(first, first + n - 1, payload, offset, offset + cut)
         first += n
         offset += cut
+
+
+_NON_SPACE = re.compile(rb"\S")
+
+
+def line_ranges(stream: BinaryIO, max_payload: int, first: int = 1, offset: int = 0) -> Iterator[Batch]:
+    """``line_batches`` for a file the instances read themselves: each Batch has no payload,
+    only its byte range (``offset`` to ``end``), cut at the last newline within ``max_payload``.
+    The server reads each block into one reused buffer, so a mini-batch costs it a read, a
+    search for the cut and a count of the lines, and no copy. The last line is sent as the
+    file has it, with or without its newline."""
+    limit = max_payload or UNLIMITED_BLOCK
+    buf = bytearray(limit)
+    view = memoryview(buf)
+    kept = 0  # bytes of an unfinished line carried to the front of buf
+    while True:
+        filled = kept
+        while filled < limit:
+            n = stream.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        if filled == 0:
+            return
+        cut = filled if filled < limit else buf.rfind(b"\n", 0, filled) + 1  # at the end: all of it
+        if cut == 0:
+            if max_payload:
+                raise RecordTooLarge(first, filled, limit, at_least=True)
+            view.release()  # no limit: a longer line, a larger buffer
+            buf.extend(bytes(limit))
+            view, limit, kept = memoryview(buf), len(buf), filled
+            continue
+        lines = buf.count(b"\n", 0, cut) + (buf[cut - 1] != 0x0A)
+        if _NON_SPACE.search(view, 0, cut):
+            yield Batch(first, first + lines - 1, b"", offset, offset + cut)
+        first += lines
+        offset += cut
+        if filled < limit:
+            return
+        kept = filled - cut
+        buf[:kept] = bytes(view[cut:filled])  # the unfinished line (a copy: the regions may overlap)
 
 
 RECORDIO_MAGIC = 0xCED7230A

@@ -25,8 +25,8 @@ import asyncio
 import collections
 import gzip
 import itertools
-import time
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, BinaryIO, Callable, Iterator
@@ -36,7 +36,15 @@ from moorage.backends.base import FileRange, InstanceGone, Reply
 from moorage.errors import ValidationException
 from moorage.jobs.joins import Processing
 from moorage.jobs.jsonpath import PathError
-from moorage.jobs.records import Batch, BadRecordFormat, RecordTooLarge, batches, line_batches, records
+from moorage.jobs.records import (
+    BadRecordFormat,
+    Batch,
+    RecordTooLarge,
+    batches,
+    line_batches,
+    line_ranges,
+    records,
+)
 
 
 class JobFailed(Exception):
@@ -203,15 +211,14 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
             last_report = time.monotonic()
             try:
                 # An uncompressed mini-batch cut at line ends is a byte range of the (staged)
-                # file: the instance reads it itself instead of through the router's socket. (A
-                # last line without its newline gets one, so that batch is sent as bytes.)
-                ranged = False
+                # file: the instance reads it itself instead of through the router's socket.
+                ranged = line_path and spec.compression != "Gzip"
                 skip = start.records
                 if line_path:
                     if start.input_offset > 0:
                         f.seek(start.input_offset)
-                    work = line_batches(f, spec.max_payload, skip + 1, max(start.input_offset, 0))
-                    ranged = spec.compression != "Gzip"
+                    cutter = line_ranges if ranged else line_batches
+                    work = cutter(f, spec.max_payload, skip + 1, max(start.input_offset, 0))
                 elif proc is not None:  # record by record: filters and joins need each record
                     items = itertools.islice(records(f, spec.split), skip, None)
                     work = batches(_filtered(proc, items, originals, item, skip + 1),
@@ -219,13 +226,8 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                 else:
                     work = batches(itertools.islice(records(f, spec.split), skip, None),
                                    spec.strategy, spec.max_payload, skip + 1)
-                size = src.stat().st_size
                 for batch in work:
-                    if ranged and batch.offset + len(batch.payload) <= size:
-                        body: bytes | FileRange = FileRange(str(src), batch.offset, len(batch.payload))
-                        batch = Batch(batch.first, batch.last, b"", batch.offset, batch.end)
-                    else:
-                        body = batch.payload
+                    body = FileRange(str(src), batch.offset, batch.end - batch.offset) if ranged else batch.payload
                     call = _call(spec, invoke, item, batch, body)
                     if proc is not None:
                         sources = [originals.popleft() for _ in range(batch.last - batch.first + 1)]

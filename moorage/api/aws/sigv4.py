@@ -26,8 +26,13 @@ from functools import lru_cache
 from hashlib import sha256
 from urllib.parse import quote, unquote
 
-from moorage.errors import (AuthError, IncompleteSignature, InvalidSignature,
-                            MissingAuthenticationToken, UnrecognizedClient)
+from moorage.errors import (
+    AuthError,
+    IncompleteSignature,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    UnrecognizedClient,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -117,3 +117,46 @@ def test_tfrecord_records_are_yielded_whole():
         _recs(recs[0] + recs[2][:-1], "TFRecord")
     with pytest.raises(BadRecordFormat, match="header of TFRecord record 1"):
         _recs(b"\0" * 5, "TFRecord")
+
+
+@pytest.mark.parametrize("limit", [8, 10, 64, 1000, 0])
+def test_line_ranges_cover_the_file_in_numbered_byte_ranges(limit: int):
+    """The ranges the instances read themselves: cut after a newline within the limit, numbered
+    by line like line_batches, no payload, blank-only ranges skipped, the last line as the file
+    has it."""
+    from moorage.jobs.records import line_ranges
+    data = b"aaaa\nbb\n\n\n\n\n\n\ncccc\nd\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(40)) + b"tail"
+    ranges = list(line_ranges(io.BytesIO(data), limit))
+    assert all(r.payload == b"" for r in ranges) and ranges[-1].end == len(data)
+    assert ranges[-1].last == data.count(b"\n") + 1  # every line numbered, the unfinished last one too
+    for r in ranges:
+        part = data[r.offset:r.end]
+        assert part.strip() and (not limit or len(part) <= limit)
+        assert part.count(b"\n") + (not part.endswith(b"\n")) == r.last - r.first + 1
+        assert r.offset == 0 or data[r.offset - 1:r.offset] == b"\n"
+        assert r.first == data[:r.offset].count(b"\n") + 1
+    if limit == 8:  # the 7 blank lines fill one range of their own, which is skipped
+        assert not any(data[r.offset:r.end].isspace() for r in ranges)
+        assert sum(r.last - r.first + 1 for r in ranges) < ranges[-1].last
+    # resumed at a range's end: the rest, numbered on
+    cut = ranges[len(ranges) // 2]
+    rest = io.BytesIO(data)
+    rest.seek(cut.end)
+    assert [(r.first, r.offset) for r in line_ranges(rest, limit, cut.last + 1, cut.end)][:1] == \
+        [(r.first, r.offset) for r in ranges[len(ranges) // 2 + 1:]][:1]
+
+
+def test_line_ranges_refuse_a_line_over_the_limit_and_grow_without_one():
+    from moorage.jobs.records import line_ranges
+    with pytest.raises(RecordTooLarge):
+        list(line_ranges(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
+    import moorage.jobs.records as records_module
+    long = b"y" * 25 + b"\nz\n"
+    old = records_module.UNLIMITED_BLOCK
+    records_module.UNLIMITED_BLOCK = 8
+    try:
+        got = list(line_ranges(io.BytesIO(long), 0))
+    finally:
+        records_module.UNLIMITED_BLOCK = old
+    assert [(r.first, r.last, r.offset, r.end) for r in got] == [(1, 2, 0, len(long))] or \
+        b"".join(long[r.offset:r.end] for r in got) == long
