@@ -471,7 +471,9 @@ def test_job_and_endpoint_logs_through_the_api_and_cli(server: ServerProcess, sl
     assert "Completed" in out.stdout
 
 
-RECORDIO_HANDLER = '''
+#: a handler that upper-cases each record's data, one line per record; {walk} steps over one
+#: record of the split's format at offset i
+RECORDS_HANDLER = '''
 import struct
 
 def model_fn(model_dir):
@@ -483,57 +485,45 @@ def input_fn(body, content_type):
 def predict_fn(body, model):
     out, i = [], 0
     while i < len(body):
-        _, word = struct.unpack_from("<II", body, i)
-        n = word & ((1 << 29) - 1)
-        out.append(body[i + 8:i + 8 + n].upper() + b"\\n")
-        i += 8 + n + (-n % 4)
+{walk}
     return b"".join(out)
 
 def output_fn(prediction, accept):
     return prediction, "text/plain"
 '''
+RECORDIO_WALK = '''        _, word = struct.unpack_from("<II", body, i)
+        n = word & ((1 << 29) - 1)
+        out.append(body[i + 8:i + 8 + n].upper() + b"\\n")
+        i += 8 + n + (-n % 4)'''
+TFRECORD_WALK = '''        (n,) = struct.unpack_from("<Q", body, i)
+        out.append(body[i + 12:i + 12 + n].upper() + b"\\n")
+        i += 12 + n + 4'''
+
+
+def _records_job(server: ServerProcess, tmp_path: Path, name: str, split: str, walk: str, data: bytes,
+                 strategy: str) -> tuple[Any, dict[str, Any]]:
+    """One object of ``data`` through the upper-casing handler; returns the client and the job."""
+    root = tmp_path / "model"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(RECORDS_HANDLER.format(walk=walk))
+    sm = server.client()
+    _model(sm, name, str(root), image="moorage/python")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "data.bin").write_bytes(data)
+    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), split=split, strategy=strategy,
+         content_type="application/octet-stream", MaxPayloadInMB=1)
+    return sm, _wait(sm, name)
 
 
 @pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
 def test_recordio_records(server: ServerProcess, tmp_path: Path, strategy: str) -> None:
     import struct
-    root = tmp_path / "model"
-    (root / "code").mkdir(parents=True)
-    (root / "code" / "inference.py").write_text(RECORDIO_HANDLER)
-    sm = server.client()
-    name = f"tf-rio-{strategy.lower()}"
-    _model(sm, name, str(root), image="moorage/python")
     words = [f"record-{i}-{'x' * (i % 5)}".encode() for i in range(300)]
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "data.rec").write_bytes(b"".join(
-        struct.pack("<II", 0xCED7230A, len(w)) + w + b"\0" * (-len(w) % 4) for w in words))
-    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), split="RecordIO", strategy=strategy,
-         content_type="application/x-recordio", MaxPayloadInMB=1)
-    desc = _wait(sm, name)
+    data = b"".join(struct.pack("<II", 0xCED7230A, len(w)) + w + b"\0" * (-len(w) % 4) for w in words)
+    _, desc = _records_job(server, tmp_path, f"tf-rio-{strategy.lower()}", "RecordIO", RECORDIO_WALK, data,
+                           strategy)
     assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
-    assert (tmp_path / "out" / "data.rec.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
-
-
-TFRECORD_HANDLER = '''
-import struct
-
-def model_fn(model_dir):
-    return None
-
-def input_fn(body, content_type):
-    return body
-
-def predict_fn(body, model):
-    out, i = [], 0
-    while i < len(body):
-        (n,) = struct.unpack_from("<Q", body, i)
-        out.append(body[i + 12:i + 12 + n].upper() + b"\\n")
-        i += 12 + n + 4
-    return b"".join(out)
-
-def output_fn(prediction, accept):
-    return prediction, "text/plain"
-'''
+    assert (tmp_path / "out" / "data.bin.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
 
 
 @pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
@@ -548,20 +538,12 @@ def test_tfrecord_records(server: ServerProcess, tmp_path: Path, strategy: str) 
         head = struct.pack("<Q", len(data))
         return head + struct.pack("<I", masked_crc32c(head)) + data + struct.pack("<I", masked_crc32c(data))
 
-    root = tmp_path / "model"
-    (root / "code").mkdir(parents=True)
-    (root / "code" / "inference.py").write_text(TFRECORD_HANDLER)
-    sm = server.client()
-    name = f"tf-tfr-{strategy.lower()}"
-    _model(sm, name, str(root), image="moorage/python")
     words = [f"example-{i}-{'y' * (i % 7)}".encode() for i in range(400)]
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "data.tfrecord").write_bytes(b"".join(record(w) for w in words))
-    _job(sm, name, name, str(tmp_path / "in"), str(tmp_path / "out"), split="TFRecord", strategy=strategy,
-         content_type="application/x-tfrecord", MaxPayloadInMB=1)
-    desc = _wait(sm, name)
+    name = f"tf-tfr-{strategy.lower()}"
+    sm, desc = _records_job(server, tmp_path, name, "TFRecord", TFRECORD_WALK,
+                            b"".join(record(w) for w in words), strategy)
     assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
-    assert (tmp_path / "out" / "data.tfrecord.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
+    assert (tmp_path / "out" / "data.bin.out").read_bytes() == b"".join(w.upper() + b"\n" for w in words)
     if strategy == "MultiRecord":
         (tmp_path / "bad").mkdir()
         (tmp_path / "bad" / "rows.csv").write_text("1,2,3\n" * 10)
