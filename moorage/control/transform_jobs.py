@@ -60,7 +60,8 @@ class TransformJobService(ServiceBase):
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job "
                                 f"with this name already exists ({self.arn(name)})")
         now = timestamp(self.clock)
-        doc = {**params, "TransformJobStatus": S.IN_PROGRESS.value, "LastModifiedTime": now, "_container": model.doc.get("PrimaryContainer") or model.doc["Containers"][0]}
+        doc = {**params, "TransformJobStatus": S.IN_PROGRESS.value, "LastModifiedTime": now,
+               "_container": model.doc.get("PrimaryContainer") or model.doc["Containers"][0]}
         rec = self.create_record(name, doc, "TransformJobArn", status=S.IN_PROGRESS.value)
         self._start(name)
         return {"TransformJobArn": rec.arn}
