@@ -61,6 +61,14 @@ def s3() -> Any:
     return s3fs.S3FileSystem(use_listings_cache=False)
 
 
+def size(url: str) -> int:
+    """The object's size in bytes, or -1 when it cannot be read (the job says so when it tries)."""
+    try:
+        return int(s3().size(url)) if is_s3(url) else local_path(url).stat().st_size
+    except (OSError, ValueError):
+        return -1
+
+
 def exists(url: str) -> bool:
     if is_s3(url):
         return bool(s3().exists(url))

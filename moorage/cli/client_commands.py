@@ -73,16 +73,18 @@ def _print_logs(doc: dict[str, Any]) -> None:
 
 
 def _follow(api: Api, name: str) -> None:
-    """A progress bar over the job's input objects until it ends."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} objects"),
-               TextColumn("{task.fields[records]:,} records"), TimeElapsedColumn(), TimeRemainingColumn())
+    """A progress bar over the job's input bytes until it ends, with objects and records."""
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TextColumn("{task.fields[objects]} objects"), TextColumn("{task.fields[records]:,} records"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(name, total=None, records=0)
+        task = bar.add_task(name, total=None, records=0, objects="0/?")
         while True:
             p = api.call("GET", f"/api/transform-jobs/{name}/progress")
-            bar.update(task, completed=p.get("ObjectsDone", 0), total=p.get("ObjectsTotal"),
-                       records=p.get("Records", 0))
+            bar.update(task, completed=p.get("Bytes", 0), total=p.get("BytesTotal") or None,
+                       records=p.get("Records", 0), objects=f"{p.get('ObjectsDone', 0)}/{p.get('ObjectsTotal', '?')}")
             if p["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
                 break
             time.sleep(0.5)

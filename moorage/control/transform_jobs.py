@@ -93,7 +93,8 @@ class TransformJobService(ServiceBase):
         return {}
 
     def progress(self, name: str) -> dict[str, Any]:
-        """Objects, records and bytes done so far (native API: a Moorage addition)."""
+        """Objects, records and input bytes done out of the total, throughput and an ETA from
+        the bytes (native API: a Moorage addition)."""
         rec = self._require(name)
         p = dict(rec.doc.get("_progress") or {})
         p.update(TransformJobName=name, TransformJobStatus=rec.status)
@@ -107,6 +108,12 @@ class TransformJobService(ServiceBase):
             p["ElapsedSeconds"] = round(elapsed, 3)
             if elapsed > 0 and p.get("Records"):
                 p["RecordsPerSecond"] = round(p["Records"] / elapsed, 1)
+            if elapsed > 0 and p.get("Bytes"):
+                p["BytesPerSecond"] = round(p["Bytes"] / elapsed, 1)
+                if rec.status == S.IN_PROGRESS.value:
+                    p["EtaSeconds"] = round(max(p.get("BytesTotal", 0) - p["Bytes"], 0) / p["BytesPerSecond"], 1)
+        if p.get("BytesTotal"):
+            p["PercentDone"] = round(100 * min(p.get("Bytes", 0) / p["BytesTotal"], 1.0), 1)
         return p
 
     def logs(self, name: str, tail_bytes: int) -> list[dict[str, Any]]:
@@ -225,9 +232,9 @@ class TransformJobService(ServiceBase):
 
     def _progress(self, name: str, p: transform.Progress) -> None:
         self._change(name, None, {"_progress": {"ObjectsDone": p.objects_done, "ObjectsTotal": p.objects_total,
-                                                "Records": p.records, "Bytes": p.bytes}})
+                                                "Records": p.records, "Bytes": p.bytes, "BytesTotal": p.bytes_total}})
         self._event(name, f"{p.objects_done}/{p.objects_total} input objects done, {p.records} records, "
-                          f"{p.bytes} bytes")
+                          f"{p.bytes} of {p.bytes_total} bytes")
 
     def _event(self, name: str, text: str) -> None:
         """One line in the job's own log (read with the instances' through the logs API)."""

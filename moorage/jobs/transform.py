@@ -92,6 +92,7 @@ class TransformSpec:
 class InputObject:
     url: str
     name: str  # relative to the prefix (or as the manifest lists it): names the output
+    size: int = -1  # bytes as stored (compressed, if it is); -1: unknown
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Progress:
     objects_done: int
     objects_total: int
     records: int
-    bytes: int
+    bytes: int  # of the input as stored, read so far
+    bytes_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,16 +134,18 @@ def list_inputs(spec: TransformSpec) -> list[InputObject]:
         base = uri[5:]
         folder = base.rsplit("/", 1)[0] if "/" in base.rstrip("/") else base.rstrip("/")
         try:
-            keys = sorted(k for k in objects.s3().find(folder) if k.startswith(base) and not k.endswith("/"))
+            found = objects.s3().find(folder, detail=True)
         except OSError as exc:
             raise JobFailed(f"Could not list the input under {uri}: {exc}") from None
-        return [InputObject("s3://" + k, k[len(folder) + 1:]) for k in keys]
+        return [InputObject("s3://" + k, k[len(folder) + 1:], int(found[k].get("size") or 0))
+                for k in sorted(found) if k.startswith(base) and not k.endswith("/")]
     path = objects.local_path(uri)
     if path.is_dir():
-        return [InputObject(str(p), str(p.relative_to(path))) for p in sorted(path.rglob("*")) if p.is_file()]
+        return [InputObject(str(p), str(p.relative_to(path)), p.stat().st_size)
+                for p in sorted(path.rglob("*")) if p.is_file()]
     # a prefix of file names, as on S3
-    return [InputObject(str(p), str(p.relative_to(path.parent))) for p in sorted(path.parent.rglob("*"))
-            if p.is_file() and str(p).startswith(str(path))]
+    return [InputObject(str(p), str(p.relative_to(path.parent)), p.stat().st_size)
+            for p in sorted(path.parent.rglob("*")) if p.is_file() and str(p).startswith(str(path))]
 
 
 def _manifest(uri: str) -> list[InputObject]:
@@ -157,7 +161,7 @@ def _manifest(uri: str) -> list[InputObject]:
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise JobFailed(f"The manifest {uri} is not a list of a {{\"prefix\": ...}} object and "
                         f"relative keys: {exc}") from None
-    return [InputObject(objects.join(prefix, n), n) for n in names]
+    return [InputObject(objects.join(prefix, n), n, objects.size(objects.join(prefix, n))) for n in names]
 
 
 async def run(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
@@ -169,27 +173,29 @@ async def run(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
     inputs = await asyncio.to_thread(list_inputs, spec)
     if not inputs:
         raise JobFailed(f"No input objects found under {spec.input_uri}.")
-    done = Progress(0, len(inputs), 0, 0)
+    total = sum(max(item.size, 0) for item in inputs)
+    done = Progress(0, len(inputs), 0, 0, total)
     on_progress(done)
     for index, item in enumerate(inputs):
         out_url = objects.join(spec.output_path, item.name + ".out")
         if await asyncio.to_thread(objects.exists, out_url):
-            n, size = 0, 0  # finished before a restart
+            n, size = 0, max(item.size, 0)  # finished before a restart
         else:
             start = resume if resume is not None and resume.object_index == index else Checkpoint(index, 0, 0)
 
-            def report(c: Checkpoint, done: Progress = done) -> None:
+            def report(c: Checkpoint, read: int, done: Progress = done) -> None:
                 on_checkpoint(c)
-                on_progress(Progress(done.objects_done, done.objects_total, done.records + c.records, done.bytes))
+                on_progress(Progress(done.objects_done, done.objects_total, done.records + c.records,
+                                     done.bytes + read, total))
             n, size = await _transform_object(spec, invoke, staging, partial, item, out_url, start, report)
-        done = Progress(done.objects_done + 1, len(inputs), done.records + n, done.bytes + size)
+        done = Progress(done.objects_done + 1, len(inputs), done.records + n, done.bytes + size, total)
         on_progress(done)
     return done
 
 
 async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
                             item: InputObject, out_url: str, start: Checkpoint,
-                            report: Callable[[Checkpoint], None]) -> tuple[int, int]:
+                            report: Callable[[Checkpoint, int], None]) -> tuple[int, int]:
     try:
         src, staged = await asyncio.to_thread(objects.stage_input, item.url, staging)
     except (OSError, ValidationException) as exc:
@@ -239,7 +245,8 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                         _write(out, spec, await task)
                         if time.monotonic() - last_report >= CHECKPOINT_SECONDS:
                             out.flush()
-                            report(Checkpoint(start.object_index, written.last, out.tell(), written.end or -1))
+                            report(Checkpoint(start.object_index, written.last, out.tell(), written.end or -1),
+                                   _read_so_far(f))
                             last_report = time.monotonic()
                 while window:
                     _write(out, spec, await window.popleft()[1])
@@ -280,6 +287,12 @@ async def _assembled(proc: Processing, call: Awaitable[bytes], sources: list[byt
     except (PathError, UnicodeDecodeError) as exc:
         raise JobFailed(f"Input object {item.url}, records {batch.first}-{batch.last}: OutputFilter or "
                         f"JoinSource: {exc}") from None
+
+
+def _read_so_far(f: BinaryIO) -> int:
+    """Bytes of the object as stored that ``f`` has read: a gzip stream's compressed ones."""
+    raw = getattr(f, "fileobj", None)
+    return int((raw if raw is not None else f).tell())
 
 
 def _open(src: Path, compression: str) -> BinaryIO:

@@ -129,6 +129,9 @@ def test_csv_prefix_multi_and_single_record(server: ServerProcess, lr: tuple[Any
     with server.http() as http:
         p = http.get("/api/transform-jobs/tf-csv-multirecord/progress").json()
         assert (p["ObjectsDone"], p["ObjectsTotal"], p["Records"]) == (3, 3, 428)
+        size = sum(f.stat().st_size for f in (tmp_path / "in").iterdir())
+        assert (p["Bytes"], p["BytesTotal"], p["PercentDone"]) == (size, size, 100.0)
+        assert p["BytesPerSecond"] > 0 and "EtaSeconds" not in p  # finished: no estimate
 
 
 def test_jsonlines_gzip_manifest_on_s3(s3_server, lr: tuple[Any, str], tmp_path: Path) -> None:  # noqa: F811
@@ -247,10 +250,13 @@ def test_kill9_inside_one_object_resumes_from_its_checkpoint(slow_dir: Path, tmp
         (tmp_path / "in" / "big.csv").write_text("".join(f"r{i},x\n" for i in range(120)))
         _job(sm, "tf-ckpt", "tf-ckpt", str(tmp_path / "in"), str(tmp_path / "out"), strategy="SingleRecord")
         deadline = time.monotonic() + 60
-        while http.get("/api/transform-jobs/tf-ckpt/progress").json().get("Records", 0) < 40:
+        while (mid := http.get("/api/transform-jobs/tf-ckpt/progress").json()).get("Records", 0) < 40:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         srv.kill9()
+        # mid-object: the bytes read so far out of the total, and an estimate of the rest
+        assert 0 < mid["Bytes"] <= mid["BytesTotal"] == (tmp_path / "in" / "big.csv").stat().st_size
+        assert 0 < mid["PercentDone"] <= 100 and mid["EtaSeconds"] >= 0
         before = calls.read_text().split()
         srv.start()
         desc = _wait(srv.client(), "tf-ckpt")
