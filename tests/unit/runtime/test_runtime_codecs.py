@@ -289,6 +289,10 @@ def test_large_csv_bodies_parse_like_small_ones():
     assert exc.value.status == 400 and "row 40001" in str(exc.value)
     with pytest.raises(InvocationFailed, match="is not a number"):
         codecs.decode(b'"1","2"\n' * 40_000, "text/csv")
+    with pytest.raises(InvocationFailed, match="row 40001: it has 3 columns but the first row has 2"):
+        codecs.decode(b"1,2\n" * 40_000 + b"1,2,3\n", "text/csv")
+    blank_first = codecs.decode(b"\n" + b"1,2\n" * 40_000, "text/csv")
+    assert blank_first.shape == (40_000, 2)
     # integers in the first blocks and a float later: one float64 table, as on the small path
     mixed = codecs.decode(b"1,2,3\n" * 500_000 + b"1.5,2,3\n", "text/csv")
     assert mixed.shape == (500_001, 3) and mixed[-1].tolist() == [1.5, 2, 3]
