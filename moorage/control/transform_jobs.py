@@ -20,7 +20,7 @@ from moorage.control.compute import ComputePool, job_vcpus
 from moorage.control.listing import page
 from moorage.control.logs import read_logs
 from moorage.control.models import container_spec
-from moorage.errors import ResourceInUse, ValidationException
+from moorage.errors import ResourceInUse, ResourceLimitExceeded, ValidationException
 from moorage.jobs import transform
 from moorage.jobs.joins import Processing
 from moorage.jobs.jsonpath import PathError
@@ -109,9 +109,10 @@ class TransformJobService(ServiceBase):
             if elapsed > 0 and p.get("Records"):
                 p["RecordsPerSecond"] = round(p["Records"] / elapsed, 1)
             if elapsed > 0 and p.get("Bytes"):
-                p["BytesPerSecond"] = round(p["Bytes"] / elapsed, 1)
+                rate = p["Bytes"] / elapsed
+                p["BytesPerSecond"] = round(rate, 1)
                 if rec.status == S.IN_PROGRESS.value:
-                    p["EtaSeconds"] = round(max(p.get("BytesTotal", 0) - p["Bytes"], 0) / p["BytesPerSecond"], 1)
+                    p["EtaSeconds"] = round(max(p.get("BytesTotal", 0) - p["Bytes"], 0) / rate, 1)
         if p.get("BytesTotal"):
             p["PercentDone"] = round(100 * min(p.get("Bytes", 0) / p["BytesTotal"], 1.0), 1)
         return p
@@ -191,6 +192,9 @@ class TransformJobService(ServiceBase):
         fleet = None
         vcpus = job_vcpus(doc["TransformResources"]["InstanceType"], spec.instances)
         try:
+            # checked at create, and again here: the pool may have shrunk across a restart, and a
+            # job that can never fit must not block the line behind it
+            self.compute.check(vcpus, f"{spec.instances} × {doc['TransformResources']['InstanceType']}")
             if self.compute.must_wait(vcpus):
                 self._event(name, f"waiting for {vcpus} vCPUs in compute pool {self.compute.name} "
                                   f"({self.compute.in_use} of {self.compute.max_vcpus} in use)")
@@ -219,16 +223,18 @@ class TransformJobService(ServiceBase):
             if current is not None and current.status == S.STOPPING.value:
                 self._set(name, S.STOPPED, end=True)
             raise
-        except (transform.JobFailed, DeploymentFailed) as exc:
+        except (transform.JobFailed, DeploymentFailed, ResourceLimitExceeded) as exc:
             self._set(name, S.FAILED, end=True, reason=str(exc))
         except Exception as exc:
             log.exception("transform job %s failed", name)
             self._set(name, S.FAILED, end=True, reason=f"Internal failure: {type(exc).__name__}: {exc}")
         finally:
-            if fleet is not None:
-                await asyncio.shield(fleet.close())
-            self.compute.release(name)
-            self.router.forget_metrics(key)
+            try:
+                if fleet is not None:
+                    await asyncio.shield(fleet.close())
+            finally:
+                self.compute.release(name)
+                self.router.forget_metrics(key)
 
     def _progress(self, name: str, p: transform.Progress) -> None:
         self._change(name, None, {"_progress": {"ObjectsDone": p.objects_done, "ObjectsTotal": p.objects_total,

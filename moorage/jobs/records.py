@@ -29,17 +29,18 @@ class RecordTooLarge(Exception):
         self.index = index
 
 
-def records(stream: BinaryIO, split: str) -> Iterator[bytes]:
+def records(stream: BinaryIO, split: str, max_payload: int = 0) -> Iterator[bytes]:
     """``Line``: each non-blank line, ending in a newline. ``None``: the whole object, once.
-    ``RecordIO`` and ``TFRecord``: each record whole, header (and padding, checksum) included."""
+    ``RecordIO`` and ``TFRecord``: each record whole, header (and padding, checksum) included; a
+    declared length over ``max_payload`` (0: no limit) raises RecordTooLarge before it is read."""
     if split == "None":
         yield stream.read()
         return
     if split == "RecordIO":
-        yield from recordio_records(stream)
+        yield from recordio_records(stream, max_payload)
         return
     if split == "TFRecord":
-        yield from tfrecord_records(stream)
+        yield from tfrecord_records(stream, max_payload)
         return
     for line in stream:
         if not line.strip():
@@ -78,7 +79,7 @@ def line_batches(stream: BinaryIO, max_payload: int, first: int = 1, offset: int
     limit = max_payload or UNLIMITED_BLOCK
     carry = b""
     while True:
-        chunk = stream.read(limit - len(carry))
+        chunk = stream.read(limit - len(carry) if max_payload else limit)  # no limit: a long line grows
         data = carry + chunk if carry else chunk
         if not chunk:
             if data and not data.isspace():  # isspace stops at the first other byte; strip copies
@@ -147,11 +148,13 @@ class BadRecordFormat(Exception):
     """The object is not in the format its SplitType says."""
 
 
-def recordio_records(stream: BinaryIO) -> Iterator[bytes]:
+def recordio_records(stream: BinaryIO, max_payload: int = 0) -> Iterator[bytes]:
     """MXNet RecordIO, as SageMaker splits it: per part a little-endian u32 magic, a u32 whose
     top 3 bits are the continuation flag and low 29 bits the length, the data, and padding to
     4 bytes. A record split in parts (flags 1, 2…, 3) is yielded whole, parts and all."""
     pending: list[bytes] = []
+    size = 0
+    index = 1
     while True:
         head = stream.read(8)
         if not head:
@@ -164,22 +167,28 @@ def recordio_records(stream: BinaryIO) -> Iterator[bytes]:
         if magic != RECORDIO_MAGIC:
             raise BadRecordFormat(f"bad magic number {magic:#010x}: not RecordIO")
         flag, length = word >> 29, word & ((1 << 29) - 1)
+        if flag > 3 or (flag in (0, 1)) == bool(pending):
+            raise BadRecordFormat(f"record {index}: continuation flag {flag} out of sequence (whole 0, or 1, 2…, 3)")
+        size += 8 + length + (-length % 4)
+        if max_payload and size > max_payload:
+            raise RecordTooLarge(index, size, max_payload, at_least=True)
         body = stream.read(length + (-length % 4))
         if len(body) < length:
             raise BadRecordFormat("the object ends inside a record")
         part = head + body
         if flag == 0:
-            if pending:
-                raise BadRecordFormat("a whole record inside a multi-part record")
             yield part
         else:
             pending.append(part)
             if flag == 3:
                 yield b"".join(pending)
                 pending = []
+        if flag in (0, 3):
+            size = 0
+            index += 1
 
 
-def tfrecord_records(stream: BinaryIO) -> Iterator[bytes]:
+def tfrecord_records(stream: BinaryIO, max_payload: int = 0) -> Iterator[bytes]:
     """TensorFlow's TFRecord: a little-endian u64 length, the masked CRC-32C of those 8 bytes,
     the data and the masked CRC-32C of the data. The length's checksum is verified (a file
     that is not TFRecord fails at its first record); the data's is left to the reader."""
@@ -194,6 +203,8 @@ def tfrecord_records(stream: BinaryIO) -> Iterator[bytes]:
         length, check = struct.unpack("<QI", head)
         if masked_crc32c(head[:8]) != check:
             raise BadRecordFormat(f"TFRecord record {index} has a bad length checksum: not TFRecord, or corrupt")
+        if max_payload and length + 16 > max_payload:
+            raise RecordTooLarge(index, length + 16, max_payload)
         body = stream.read(length + 4)
         if len(body) < length + 4:
             raise BadRecordFormat(f"the object ends inside TFRecord record {index}")

@@ -114,6 +114,9 @@ class Checkpoint:
     records: int
     output_bytes: int
     input_offset: int = -1
+    #: the object it was taken on: a resumed job applies it only to the same name and size
+    object_name: str = ""
+    object_size: int = -1
 
 
 #: how often a running object reports a checkpoint (and its records done)
@@ -181,7 +184,9 @@ async def run(spec: TransformSpec, invoke: Invoke, staging: Path, partial: Path,
         if await asyncio.to_thread(objects.exists, out_url):
             n, size = 0, max(item.size, 0)  # finished before a restart
         else:
-            start = resume if resume is not None and resume.object_index == index else Checkpoint(index, 0, 0)
+            same = resume is not None and (resume.object_index, resume.object_name, resume.object_size) == (
+                index, item.name, item.size)
+            start = resume if same and resume is not None else Checkpoint(index, 0, 0, 0, item.name, item.size)
 
             def report(c: Checkpoint, read: int, done: Progress = done) -> None:
                 on_checkpoint(c)
@@ -202,8 +207,9 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
         raise JobFailed(f"Could not read input object {item.url}: {exc}") from None
     partial.parent.mkdir(parents=True, exist_ok=True)
     line_path = spec.split == "Line" and spec.strategy == "MultiRecord" and spec.processing is None
-    if start.records == 0 or not partial.exists() or (line_path and start.input_offset < 0):
-        start = Checkpoint(start.object_index, 0, 0, 0)
+    if (start.records == 0 or not partial.exists() or partial.stat().st_size < start.output_bytes
+            or (line_path and start.input_offset < 0)):
+        start = Checkpoint(start.object_index, 0, 0, 0, start.object_name, start.object_size)
         partial.write_bytes(b"")
     limit = spec.instances * spec.concurrency
     window: collections.deque[tuple[Batch, asyncio.Task[bytes]]] = collections.deque()
@@ -226,11 +232,11 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                     cutter = line_ranges if ranged else line_batches
                     work = cutter(f, spec.max_payload, skip + 1, max(start.input_offset, 0))
                 elif proc is not None:  # record by record: filters and joins need each record
-                    items = itertools.islice(records(f, spec.split), skip, None)
+                    items = itertools.islice(records(f, spec.split, spec.max_payload), skip, None)
                     work = batches(_filtered(proc, items, originals, item, skip + 1),
                                    spec.strategy, spec.max_payload, skip + 1)
                 else:
-                    work = batches(itertools.islice(records(f, spec.split), skip, None),
+                    work = batches(itertools.islice(records(f, spec.split, spec.max_payload), skip, None),
                                    spec.strategy, spec.max_payload, skip + 1)
                 for batch in work:
                     body = FileRange(str(src), batch.offset, batch.end - batch.offset) if ranged else batch.payload
@@ -245,8 +251,8 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                         _write(out, spec, await task)
                         if time.monotonic() - last_report >= CHECKPOINT_SECONDS:
                             out.flush()
-                            report(Checkpoint(start.object_index, written.last, out.tell(), written.end or -1),
-                                   _read_so_far(f))
+                            report(Checkpoint(start.object_index, written.last, out.tell(), written.end or -1,
+                                              start.object_name, start.object_size), _read_so_far(f))
                             last_report = time.monotonic()
                 while window:
                     _write(out, spec, await window.popleft()[1])

@@ -146,7 +146,8 @@ def _decode_csv_arrow(body: bytes) -> np.ndarray | None:
         table = csv.read_csv(pa.py_buffer(body),
                              read_options=csv.ReadOptions(column_names=names, block_size=_ARROW_BLOCK),
                              parse_options=csv.ParseOptions(ignore_empty_lines=True, quote_char=False),
-                             convert_options=csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64())))
+                             convert_options=csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
+                                                                null_values=[""]))  # as the small path: only "" is missing
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     # column by column into a Fortran-ordered array: contiguous copies (np.column_stack writes

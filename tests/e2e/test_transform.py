@@ -273,6 +273,28 @@ def test_kill9_inside_one_object_resumes_from_its_checkpoint(slow_dir: Path, tmp
         srv.stop()
 
 
+def test_a_job_that_no_longer_fits_the_pool_after_a_restart_fails_and_blocks_no_one(slow_dir: Path,
+                                                                                      tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "data", env={**ADMIN_ENV, "MOORAGE_JOB_VCPUS": "4"}).start()
+    try:
+        sm = srv.client()
+        _model(sm, "tf-shrink", str(slow_dir), image="moorage/python", env={"MOORAGE_TEST_SLEEP": "0.2"})
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "rows.csv").write_text("".join(f"{i},x\n" for i in range(40)))
+        _job(sm, "tf-big", "tf-shrink", str(tmp_path / "in"), str(tmp_path / "big"), strategy="SingleRecord",
+             instances=2)
+        srv.kill9()
+        srv.env = {**ADMIN_ENV, "MOORAGE_JOB_VCPUS": "2"}  # the pool shrank across the restart
+        srv.start()
+        sm = srv.client()
+        _job(sm, "tf-small", "tf-shrink", str(tmp_path / "in"), str(tmp_path / "small"), strategy="MultiRecord")
+        big, small = _wait(sm, "tf-big"), _wait(sm, "tf-small")
+        assert big["TransformJobStatus"] == "Failed" and "needs 4 vCPUs" in big["FailureReason"]
+        assert small["TransformJobStatus"] == "Completed", small.get("FailureReason")
+    finally:
+        srv.stop()
+
+
 def test_bad_transform_requests(server: ServerProcess, lr: tuple[Any, str], tmp_path: Path) -> None:
     _, url = lr
     sm = server.client()

@@ -50,8 +50,10 @@ _CANON_QUERY = re.compile(r"(?:[A-Za-z0-9_.~=&-]|%[0-9A-F]{2})*\Z")
 _KEY_CACHE_MAX = 512
 _PLAIN_PATH_BYTES = re.compile(_PLAIN_PATH.pattern.encode())
 _EMPTY_SHA256_BYTES = EMPTY_SHA256.encode()
+#: a byte that str.split() and bytes.split() may treat differently (the general path trims on str)
+_UNUSUAL_VALUE = re.compile(rb"[^\x20-\x7e\n]")
 #: the Authorization header botocore writes: key id, scope (date, region, service), signed headers
-_FAST_AUTH = re.compile(rb"AWS4-HMAC-SHA256 Credential=([^/, ]+)/((\d{8})/([^/, ]+)/([^/, ]+)/aws4_request), "
+_FAST_AUTH = re.compile(rb"AWS4-HMAC-SHA256 Credential=([A-Za-z0-9._-]+)/((\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request), "
                         rb"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})\Z")
 
 Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
@@ -209,7 +211,7 @@ class Verifier:
         caller then runs :meth:`verify`, which decides and words the error. A clock-skew
         violation raises here directly, as :meth:`verify` would.
         """
-        if query or not _PLAIN_PATH_BYTES.match(raw_path):
+        if query or not method.isupper() or not _PLAIN_PATH_BYTES.match(raw_path):
             return None
         hdrs = dict(headers)
         auth = hdrs.get(b"authorization")
@@ -226,6 +228,8 @@ class Verifier:
         try:
             canon = b"".join([b"%s:%s\n" % (name, hdrs[name]) for name in names])
         except KeyError:
+            return None
+        if _UNUSUAL_VALUE.search(canon):  # tabs, controls, non-ASCII: the general path decides
             return None
         if b"  " in canon or b": " in canon or b" \n" in canon:  # values to trim, as botocore does
             canon = b"".join([b"%s:%s\n" % (name, b" ".join(hdrs[name].split())) for name in names])

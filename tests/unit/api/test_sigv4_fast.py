@@ -81,3 +81,19 @@ def test_fast_path_enforces_the_skew_window() -> None:
     asgi, signed_at = _signed(path, body, headers)
     with pytest.raises(InvalidSignature, match="Signature expired"):
         _verifier(signed_at + 16 * 60).verify_fast("POST", path.encode(), b"", asgi, body)
+
+
+def test_fast_path_leaves_unusual_requests_to_the_general_path() -> None:
+    """A region that is not ASCII, a lowercase method or a tab in a signed value: the fast path
+    declines (returns None) instead of deciding differently from verify, or crashing."""
+    asgi, now = _signed("/endpoints/lr/invocations", b"1\n", {"Content-Type": "text/csv"})
+    v = _verifier(now)
+    assert v.verify_fast("post", b"/endpoints/lr/invocations", b"", asgi, b"1\n") is None
+    bad_region = [(k, v_.replace(b"/us-east-1/", b"/\xff\xfe/")) if k == b"authorization" else (k, v_)
+                  for k, v_ in asgi]
+    assert v.verify_fast("POST", b"/endpoints/lr/invocations", b"", bad_region, b"1\n") is None
+    with pytest.raises(Exception) as exc:  # the general path answers with an auth error, not a crash
+        v.verify(SignedRequest("POST", "/endpoints/lr/invocations", "", bad_region, body=b"1\n"))
+    assert not isinstance(exc.value, UnicodeError)
+    tabbed = [(k, b"text/csv\tx") if k == b"content-type" else (k, v_) for k, v_ in asgi]
+    assert v.verify_fast("POST", b"/endpoints/lr/invocations", b"", tabbed, b"1\n") is None

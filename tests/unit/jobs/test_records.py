@@ -160,3 +160,32 @@ def test_line_ranges_refuse_a_line_over_the_limit_and_grow_without_one():
         records_module.UNLIMITED_BLOCK = old
     assert [(r.first, r.last, r.offset, r.end) for r in got] == [(1, 2, 0, len(long))] or \
         b"".join(long[r.offset:r.end] for r in got) == long
+
+
+def test_line_batches_without_a_limit_keep_a_line_longer_than_a_block(monkeypatch):
+    """MaxPayloadInMB 0 reads 6 MiB blocks; a longer line grows the batch, nothing is dropped."""
+    import moorage.jobs.records as records_module
+    from moorage.jobs.records import line_batches
+    monkeypatch.setattr(records_module, "UNLIMITED_BLOCK", 16)
+    data = b"a" * 40 + b"\n" + b"x\ny\nz\n" + b"c" * 20
+    got = list(line_batches(io.BytesIO(data), 0))
+    assert b"".join(b.payload for b in got) == data + b"\n" and got[-1].last == 5
+
+
+def test_binary_records_over_the_payload_limit_fail_before_they_are_read():
+    from moorage.jobs.records import BadRecordFormat
+    with pytest.raises(RecordTooLarge, match="record 2"):
+        list(records(io.BytesIO(_tfr(b"ok") + _tfr(b"x" * 100)), "TFRecord", 64))
+    import struct
+
+    from moorage.jobs.records import masked_crc32c
+    head = struct.pack("<Q", 1 << 36)
+    huge = head + struct.pack("<I", masked_crc32c(head))  # claims 64 GiB: refused, not allocated
+    with pytest.raises(RecordTooLarge):
+        list(records(io.BytesIO(huge), "TFRecord", 1 << 20))
+    with pytest.raises(RecordTooLarge, match="record 1"):
+        list(records(io.BytesIO(_rio(b"x" * 60, 1) + _rio(b"y" * 60, 3)), "RecordIO", 100))
+    # continuation flags must come in order
+    for bad in (_rio(b"a", 2), _rio(b"a", 3), _rio(b"a", 1) + _rio(b"b", 1) + _rio(b"c", 3), _rio(b"a", 5)):
+        with pytest.raises(BadRecordFormat, match="out of sequence"):
+            list(records(io.BytesIO(bad), "RecordIO"))

@@ -88,3 +88,17 @@ def test_a_checkpoint_of_another_object_is_not_applied(tmp_path: Path) -> None:
     _run(_spec(tmp_path, "SingleRecord", "None", 0), tmp_path, seen, crash_at=None,
          resume=Checkpoint(object_index=3, records=1, output_bytes=2))
     assert (tmp_path / "out" / "a.csv.out").read_bytes() == b"1\n2\n" and seen == [b"1\n", b"2\n"]
+
+
+def test_a_checkpoint_of_an_object_since_replaced_is_not_applied(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transform, "CHECKPOINT_SECONDS", 0.0)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"".join(b"%d\n" % i for i in range(50)))
+    spec = _spec(tmp_path, "SingleRecord", "None", 0)
+    checkpoints = _run(spec, tmp_path, [], crash_at=20, resume=None)
+    (tmp_path / "in" / "a.csv").write_bytes(b"".join(b"new-%d\n" % i for i in range(30)))  # same name, new data
+    seen: list[bytes] = []
+    _run(spec, tmp_path, seen, crash_at=None, resume=checkpoints[-1])
+    assert (tmp_path / "out" / "a.csv.out").read_bytes() == b"".join(b"NEW-%d\n" % i for i in range(30))
+    assert len(seen) == 30  # started over: nothing of the old object was kept

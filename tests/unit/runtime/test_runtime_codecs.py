@@ -291,6 +291,8 @@ def test_large_csv_bodies_parse_like_small_ones():
         codecs.decode(b'"1","2"\n' * 40_000, "text/csv")
     with pytest.raises(InvocationFailed, match="row 40001: it has 3 columns but the first row has 2"):
         codecs.decode(b"1,2\n" * 40_000 + b"1,2,3\n", "text/csv")
+    with pytest.raises(InvocationFailed, match="'NA' is not a number"):  # only an empty field is missing
+        codecs.decode(b"1,2\n" * 40_000 + b"1,NA\n", "text/csv")
     blank_first = codecs.decode(b"\n" + b"1,2\n" * 40_000, "text/csv")
     assert blank_first.shape == (40_000, 2)
     # integers in the first blocks and a float later: one float64 table, as on the small path
