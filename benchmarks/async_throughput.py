@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realtime import Server, free_port, wrk_run  # noqa: E402
+from harness import Server, free_port, wrk_run  # noqa: E402
 
 STREAMING = '''
 from typing import IO

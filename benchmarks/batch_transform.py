@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from async_throughput import call  # noqa: E402
-from realtime import descendants, free_port  # noqa: E402
+from harness import descendants, free_port  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # noqa: E402
 import realtime as rt  # noqa: E402
 
 
@@ -78,18 +79,18 @@ def main() -> int:
                 url = f"{s.url}/endpoints/{a.model}/invocations"
                 path = f"/endpoints/{a.model}/invocations"
                 hfile = run.sign_to_file(s, path, body) if key == "auth" else None
-                rt.wait_idle(10)
-                rt.wrk_run(url, body, c, 1, hfile)  # warm-up
+                harness.wait_idle(10)
+                harness.wrk_run(url, body, c, 1, hfile)  # warm-up
                 raw = out_dir / f"{key}-c{c}.txt"
                 assert s.proc is not None
                 spy_p = subprocess.Popen(
-                    ["taskset", "-c", rt.CLIENT_CPU, spy, "record", "--pid", str(s.proc.pid),
+                    ["taskset", "-c", harness.CLIENT_CPU, spy, "record", "--pid", str(s.proc.pid),
                      "--rate", str(a.rate), "--duration", str(a.seconds + 1), "--nonblocking",
                      "--format", "raw", "--output", str(raw)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
                 try:
-                    r = rt.wrk_run(url, body, c, a.seconds, hfile, server=s)
+                    r = harness.wrk_run(url, body, c, a.seconds, hfile, server=s)
                 finally:
                     try:
                         spy_p.wait(timeout=a.seconds + 30)

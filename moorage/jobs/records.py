@@ -17,7 +17,7 @@ class Batch:
     last: int
     payload: bytes
     #: where the payload starts, and where the next batch starts, in the (decompressed)
-    #: object; set by ``line_batches`` (``end`` 0: unknown)
+    #: object; set by ``line_ranges`` (``end`` 0: unknown)
     offset: int = 0
     end: int = 0
 
@@ -71,44 +71,19 @@ def batches(items: Iterator[bytes], strategy: str, max_payload: int, first: int 
 UNLIMITED_BLOCK = 6 * 1024 * 1024
 
 
-def line_batches(stream: BinaryIO, max_payload: int, first: int = 1, offset: int = 0) -> Iterator[Batch]:
-    """``MultiRecord`` over ``Line`` records without a Python step per line: read up to
-    ``max_payload`` bytes, cut after the last newline, carry the partial line over. Records are
-    numbered by line (blank lines count, and reach the model, whose decoders skip them), from
-    ``first``, which starts at byte ``offset`` where the stream is positioned."""
-    limit = max_payload or UNLIMITED_BLOCK
-    carry = b""
-    while True:
-        chunk = stream.read(limit - len(carry) if max_payload else limit)  # no limit: a long line grows
-        data = carry + chunk if carry else chunk
-        if not chunk:
-            if data and not data.isspace():  # isspace stops at the first other byte; strip copies
-                yield Batch(first, first + data.count(b"\n") - data.endswith(b"\n"),
-                            data if data.endswith(b"\n") else data + b"\n", offset, offset + len(data))
-            return
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            if len(data) >= limit and max_payload:
-                raise RecordTooLarge(first, len(data), limit, at_least=True)
-            carry = data
-            continue
-        payload, carry = data[:cut], data[cut:]
-        n = payload.count(b"\n")
-        if not payload.isspace():
-            yield Batch(first, first + n - 1, payload, offset, offset + cut)
-        first += n
-        offset += cut
-
-
 _NON_SPACE = re.compile(rb"\S")
 
 
-def line_ranges(stream: BinaryIO, max_payload: int, first: int = 1, offset: int = 0) -> Iterator[Batch]:
-    """``line_batches`` for a file the instances read themselves: each Batch has no payload,
-    only its byte range (``offset`` to ``end``), cut at the last newline within ``max_payload``.
-    The server reads each block into one reused buffer, so a mini-batch costs it a read, a
-    search for the cut and a count of the lines, and no copy. The last line is sent as the
-    file has it, with or without its newline."""
+def line_ranges(stream: BinaryIO, max_payload: int, first: int = 1, offset: int = 0,
+                keep: bool = False) -> Iterator[Batch]:
+    """``MultiRecord`` over ``Line`` records without a Python step per line: each Batch is the
+    byte range ``offset``..``end`` cut after the last newline within ``max_payload`` (0: no
+    limit; a longer line grows the block). Records are numbered by line from ``first`` (blank
+    lines count, and reach the model, whose decoders skip them; an all-blank range is not
+    sent), starting at byte ``offset`` where the stream is positioned. The server reads each
+    block into one reused buffer, so a range costs it a read, a search for the cut and a count
+    of the lines, and no copy; ``keep`` copies the bytes into the payload, for a stream the
+    instances cannot read themselves (gzip). The last line is as the file has it."""
     limit = max_payload or UNLIMITED_BLOCK
     buf = bytearray(limit)
     view = memoryview(buf)
@@ -132,7 +107,7 @@ def line_ranges(stream: BinaryIO, max_payload: int, first: int = 1, offset: int 
             continue
         lines = buf.count(b"\n", 0, cut) + (buf[cut - 1] != 0x0A)
         if _NON_SPACE.search(view, 0, cut):
-            yield Batch(first, first + lines - 1, b"", offset, offset + cut)
+            yield Batch(first, first + lines - 1, bytes(view[:cut]) if keep else b"", offset, offset + cut)
         first += lines
         offset += cut
         if filled < limit:

@@ -41,7 +41,6 @@ from moorage.jobs.records import (
     Batch,
     RecordTooLarge,
     batches,
-    line_batches,
     line_ranges,
     records,
 )
@@ -229,8 +228,7 @@ async def _transform_object(spec: TransformSpec, invoke: Invoke, staging: Path, 
                 if line_path:
                     if start.input_offset > 0:
                         f.seek(start.input_offset)
-                    cutter = line_ranges if ranged else line_batches
-                    work = cutter(f, spec.max_payload, skip + 1, max(start.input_offset, 0))
+                    work = line_ranges(f, spec.max_payload, skip + 1, max(start.input_offset, 0), keep=not ranged)
                 elif proc is not None:  # record by record: filters and joins need each record
                     items = itertools.islice(records(f, spec.split, spec.max_payload), skip, None)
                     work = batches(_filtered(proc, items, originals, item, skip + 1),

@@ -67,8 +67,8 @@ class ExtraRoute:
 
 EXTRAS: list[ExtraRoute] = [
     ExtraRoute("GET", "/api/transform-jobs/{TransformJobName}/progress", "DescribeTransformJobProgress",
-               "Objects, records and bytes done out of the total, elapsed time, records per second; "
-               "WaitingFor while the job waits for vCPUs in its compute pool."),
+               "Objects, records and input bytes done out of the total, elapsed time, records and bytes "
+               "per second, percent done and an ETA; WaitingFor while the job waits for vCPUs."),
     ExtraRoute("GET", "/api/transform-jobs/{TransformJobName}/logs", "GetTransformJobLogs",
                "The job's event log and its instances' logs, the last TailBytes of each.", ("TailBytes",)),
     ExtraRoute("GET", "/api/endpoints/{EndpointName}/logs", "GetEndpointLogs",

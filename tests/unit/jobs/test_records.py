@@ -38,35 +38,37 @@ def test_a_record_over_the_limit_is_refused_with_its_index():
     assert exc.value.index == 2 and "record 2 is 11 bytes" in str(exc.value)
 
 
-def test_line_batches_cut_at_newlines_within_the_limit():
-    from moorage.jobs.records import line_batches
+def test_line_ranges_cut_at_newlines_within_the_limit():
+    from moorage.jobs.records import line_ranges
     data = b"aaaa\nbbbb\n\ncccc\ndd"  # lines 1..5; line 3 blank; no final newline
-    got = list(line_batches(io.BytesIO(data), 10))
-    assert got == [Batch(1, 2, b"aaaa\nbbbb\n", 0, 10), Batch(3, 4, b"\ncccc\n", 10, 16), Batch(5, 5, b"dd\n", 16, 18)]
-    assert b"".join(b.payload for b in got) == data + b"\n"
-    assert list(line_batches(io.BytesIO(b""), 10)) == []
-    assert list(line_batches(io.BytesIO(data), 0)) == [  # 0: no limit, 6 MiB blocks
-        Batch(1, 4, b"aaaa\nbbbb\n\ncccc\n", 0, 16), Batch(5, 5, b"dd\n", 16, 18)]
+    got = list(line_ranges(io.BytesIO(data), 10, keep=True))
+    # the end of the object is sent whole once it fits: lines 3-5, the last without its newline
+    assert got == [Batch(1, 2, b"aaaa\nbbbb\n", 0, 10), Batch(3, 5, b"\ncccc\ndd", 10, 18)]
+    assert b"".join(b.payload for b in got) == data
+    assert [(b.first, b.last, b.payload, b.offset, b.end) for b in line_ranges(io.BytesIO(data), 10)] == [
+        (b.first, b.last, b"", b.offset, b.end) for b in got]  # without keep: the ranges only
+    assert list(line_ranges(io.BytesIO(b""), 10)) == []
+    assert list(line_ranges(io.BytesIO(data), 0, keep=True)) == [Batch(1, 5, data, 0, 18)]  # 0: no limit
     # resumed after line 2: the stream at byte 10, numbering from 3
     tail = io.BytesIO(data)
     tail.seek(10)
-    assert list(line_batches(tail, 10, 3, 10)) == [Batch(3, 4, b"\ncccc\n", 10, 16), Batch(5, 5, b"dd\n", 16, 18)]
+    assert list(line_ranges(tail, 10, 3, 10, keep=True)) == [Batch(3, 5, b"\ncccc\ndd", 10, 18)]
     with pytest.raises(RecordTooLarge) as exc:
-        list(line_batches(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
+        list(line_ranges(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
     assert exc.value.index == 2
 
 
-def test_line_batches_agree_with_records_on_real_text():
-    from moorage.jobs.records import line_batches
+def test_line_ranges_agree_with_records_on_real_text():
+    from moorage.jobs.records import line_ranges
     lines = [(b"%d," % i) * (i % 7 + 1) + b"\n" for i in range(500)]
     data = b"".join(lines)
     for limit in (64, 100, 1000, 1 << 20):
-        got = list(line_batches(io.BytesIO(data), limit))
+        got = list(line_ranges(io.BytesIO(data), limit, keep=True))
         assert b"".join(b.payload for b in got) == data
         assert all(len(b.payload) <= limit for b in got)
         assert [b.first for b in got][0] == 1 and got[-1].last == 500
         assert all(b.payload.count(b"\n") == b.last - b.first + 1 for b in got)
-        assert all(data[b.offset:b.offset + len(b.payload)] == b.payload for b in got)  # byte ranges
+        assert all(data[b.offset:b.end] == b.payload for b in got)  # byte ranges
         assert all(a.end == b.offset for a, b in zip(got, got[1:])) and got[-1].end == len(data)
 
 
@@ -122,7 +124,7 @@ def test_tfrecord_records_are_yielded_whole():
 @pytest.mark.parametrize("limit", [8, 10, 64, 1000, 0])
 def test_line_ranges_cover_the_file_in_numbered_byte_ranges(limit: int):
     """The ranges the instances read themselves: cut after a newline within the limit, numbered
-    by line like line_batches, no payload, blank-only ranges skipped, the last line as the file
+    by line, no payload, blank-only ranges skipped, the last line as the file
     has it."""
     from moorage.jobs.records import line_ranges
     data = b"aaaa\nbb\n\n\n\n\n\n\ncccc\nd\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(40)) + b"tail"
@@ -146,30 +148,14 @@ def test_line_ranges_cover_the_file_in_numbered_byte_ranges(limit: int):
         [(r.first, r.offset) for r in ranges[len(ranges) // 2 + 1:]][:1]
 
 
-def test_line_ranges_refuse_a_line_over_the_limit_and_grow_without_one():
+def test_line_ranges_without_a_limit_keep_a_line_longer_than_a_block(monkeypatch):
+    """MaxPayloadInMB 0 reads 6 MiB blocks; a longer line grows the block, nothing is dropped."""
+    import moorage.jobs.records as records_module
     from moorage.jobs.records import line_ranges
-    with pytest.raises(RecordTooLarge):
-        list(line_ranges(io.BytesIO(b"ok\n" + b"x" * 30 + b"\n"), 10))
-    import moorage.jobs.records as records_module
-    long = b"y" * 25 + b"\nz\n"
-    old = records_module.UNLIMITED_BLOCK
-    records_module.UNLIMITED_BLOCK = 8
-    try:
-        got = list(line_ranges(io.BytesIO(long), 0))
-    finally:
-        records_module.UNLIMITED_BLOCK = old
-    assert [(r.first, r.last, r.offset, r.end) for r in got] == [(1, 2, 0, len(long))] or \
-        b"".join(long[r.offset:r.end] for r in got) == long
-
-
-def test_line_batches_without_a_limit_keep_a_line_longer_than_a_block(monkeypatch):
-    """MaxPayloadInMB 0 reads 6 MiB blocks; a longer line grows the batch, nothing is dropped."""
-    import moorage.jobs.records as records_module
-    from moorage.jobs.records import line_batches
     monkeypatch.setattr(records_module, "UNLIMITED_BLOCK", 16)
     data = b"a" * 40 + b"\n" + b"x\ny\nz\n" + b"c" * 20
-    got = list(line_batches(io.BytesIO(data), 0))
-    assert b"".join(b.payload for b in got) == data + b"\n" and got[-1].last == 5
+    got = list(line_ranges(io.BytesIO(data), 0, keep=True))
+    assert b"".join(b.payload for b in got) == data and got[-1].last == 5
 
 
 def test_binary_records_over_the_payload_limit_fail_before_they_are_read():
