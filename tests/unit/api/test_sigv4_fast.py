@@ -37,6 +37,9 @@ CASES = [
     ("/endpoints/my-ep/invocations", b'{"x": 1}', {"Content-Type": "application/json",
                                                   "X-Amzn-SageMaker-Custom-Attributes": "a=1  b=2"}),
     ("/", b"{}", {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"}),
+    # bodies on either side of SMALL_HASH_MAX: CPython's SHA-256 below, OpenSSL's above
+    ("/endpoints/lr/invocations", b"1" * 1024, {"Content-Type": "text/csv"}),
+    ("/endpoints/lr/invocations", b"1" * 1025, {"Content-Type": "text/csv"}),
 ]
 
 
@@ -97,3 +100,13 @@ def test_fast_path_leaves_unusual_requests_to_the_general_path() -> None:
     assert not isinstance(exc.value, UnicodeError)
     tabbed = [(k, b"text/csv\tx") if k == b"content-type" else (k, v_) for k, v_ in asgi]
     assert v.verify_fast("POST", b"/endpoints/lr/invocations", b"", tabbed, b"1\n") is None
+
+
+@pytest.mark.parametrize("key", [b"", b"k", bytes(range(32)), bytes(range(64))])
+def test_the_hot_path_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from moorage.api.aws.sigv4 import _Hmac
+    for msg in (b"", b"AWS4-HMAC-SHA256\n20240101T000000Z\n", bytes(range(256)) * 3):
+        assert _Hmac(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest().encode()
