@@ -4,7 +4,9 @@ Inputs are read where they are (local) or streamed to a staging file in chunks (
 payload is never held in memory. Results are published **write-once**: a result object that
 already exists is never overwritten, so a request run again after a crash cannot write its
 output twice. Locally that is a hard link from a finished temporary file (atomic, fails if the
-name exists); on S3 an existence check plus a conditional put (``If-None-Match: *``).
+name exists) — for a result in memory, an unnamed O_TMPFILE in the destination folder, so
+nothing is created or removed in staging; on S3 an existence check plus a conditional put
+(``If-None-Match: *``).
 """
 
 from __future__ import annotations
@@ -89,8 +91,14 @@ def result_file(staging: Path) -> Path:
     """A new file name in ``staging`` for a result being written. Results are written there and
     only then published; a crash leaves them in staging, which ``clear_staging`` empties at the
     next start, so nothing half-written ever sits beside the results."""
-    staging.mkdir(parents=True, exist_ok=True)
-    return staging / f"result-{_TOKEN}-{next(_COUNTER)}.part"
+    return Path(_result_name(str(staging)))
+
+
+def _result_name(staging: str) -> str:
+    if staging not in _FOLDERS:
+        os.makedirs(staging, exist_ok=True)
+        _FOLDERS.add(staging)
+    return f"{staging}/result-{_TOKEN}-{next(_COUNTER)}.part"
 
 
 def clear_staging(staging: Path) -> None:
@@ -101,7 +109,7 @@ def clear_staging(staging: Path) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-def publish(src: Path, url: str) -> bool:
+def publish(src: Path | str, url: str) -> bool:
     """Move the finished file ``src`` to ``url`` unless something is already there.
     Returns whether this call wrote it; ``src`` is gone afterwards either way."""
     try:
@@ -120,7 +128,13 @@ def publish(src: Path, url: str) -> bool:
             os.makedirs(folder, exist_ok=True)
             _FOLDERS.add(folder)
         try:
-            os.link(src, dest)
+            try:
+                os.link(src, dest)
+            except FileNotFoundError:  # the folder was removed since: make it again
+                if not os.path.exists(src):
+                    raise
+                os.makedirs(folder, exist_ok=True)
+                os.link(src, dest)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -129,10 +143,13 @@ def publish(src: Path, url: str) -> bool:
             return _publish_across(src, dest)
         return True
     finally:
-        src.unlink(missing_ok=True)
+        try:
+            os.unlink(src)
+        except FileNotFoundError:
+            pass
 
 
-def _publish_across(src: Path, dest: str) -> bool:
+def _publish_across(src: Path | str, dest: str) -> bool:
     """Staging is on another file system: copy beside the destination, then link into place."""
     near = f"{os.path.dirname(dest)}/.moorage-{_TOKEN}-{next(_COUNTER)}.part"
     try:
@@ -149,13 +166,66 @@ def _publish_across(src: Path, dest: str) -> bool:
 def publish_bytes(data: bytes, url: str, staging: Path) -> bool:
     """``publish`` for a result already in memory (small: an inline request's). Plain os
     calls, no pathlib: this is the hot path of a busy async endpoint."""
-    tmp = result_file(staging)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    if not is_s3(url):
+        published = _publish_unnamed(data, url if "://" not in url else str(local_path(url)))
+        if published is not None:
+            return published
+    tmp = _result_name(str(staging))
     try:
-        os.write(fd, data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # staging was removed since it was made: make it again
+        _FOLDERS.discard(str(staging))
+        tmp = _result_name(str(staging))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(fd, data)
     finally:
         os.close(fd)
     return publish(tmp, url)
+
+
+def _publish_unnamed(data: bytes, dest: str) -> bool | None:
+    """Write ``data`` to an unnamed file in ``dest``'s folder and link it in as ``dest``: one
+    inode and one name per result (a staging file costs two more names, created and removed,
+    and on a disk-bound host the journal is what limits a busy queue). A crash before the link
+    leaves nothing behind. None when the file system has no O_TMPFILE (the caller stages)."""
+    folder = os.path.dirname(dest)
+    if folder not in _FOLDERS:
+        os.makedirs(folder, exist_ok=True)
+        _FOLDERS.add(folder)
+    try:
+        fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
+    except FileNotFoundError:  # the folder was removed since: make it again
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
+    except (AttributeError, OSError) as exc:  # no O_TMPFILE here (the platform or the file system)
+        if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        return None
+    try:
+        _write_all(fd, data)
+        os.link(str(fd), dest, src_dir_fd=_proc_fds(), follow_symlinks=True)  # linkat(AT_SYMLINK_FOLLOW)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+@functools.cache
+def _proc_fds_of(pid: int) -> int:
+    return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _proc_fds() -> int:
+    """This process's /proc/self/fd, opened once (per process: a forked child has its own)."""
+    return _proc_fds_of(os.getpid())
 
 
 #: folders known to exist (results go to few folders, many times)

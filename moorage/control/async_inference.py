@@ -28,14 +28,15 @@ import collections
 import concurrent.futures
 import json
 import logging
+import operator
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import httpx
 
+from moorage import ids
 from moorage.artifacts import objects
 from moorage.backends.base import InstanceGone, Reply
 from moorage.clock import Clock, timestamp
@@ -100,8 +101,13 @@ class Request:
     def from_row(cls, row: Any) -> Request:
         return cls(**{f: getattr(row, f) for f in cls.__slots__})  # type: ignore[attr-defined]
 
-    def columns(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+    def values(self) -> tuple[Any, ...]:
+        """The columns' values, in COLUMNS' order."""
+        return _values(self)
+
+
+COLUMNS: tuple[str, ...] = Request.__slots__  # type: ignore[attr-defined]
+_values = operator.attrgetter(*COLUMNS)
 
 
 class Batcher:
@@ -191,7 +197,7 @@ class AsyncInferenceService:
         # one thread writes the store (SQLite takes one writer at a time anyway), others files
         self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-db")
         self._io = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="async-io")
-        self._inserts = Batcher(lambda reqs: store.enqueue([r.columns() for r in reqs]), self._db, delay=0.002)
+        self._inserts = Batcher(lambda reqs: store.enqueue(COLUMNS, [r.values() for r in reqs]), self._db, delay=0.002)
         # A final state may be stored late: until it is, the written output already proves it
         # (a restart finds the output and only marks the request), so ends are batched 50 ms.
         self._finishes = Batcher(store.async_update, self._db, delay=0.05)
@@ -214,7 +220,7 @@ class AsyncInferenceService:
                 f"Endpoint {endpoint} is not an asynchronous endpoint (its endpoint config has no "
                 "AsyncInferenceConfig); use InvokeEndpoint.")
         params = self._params(endpoint, headers, body)
-        iid = params.get("InferenceId") or str(uuid.uuid4())
+        iid = params.get("InferenceId") or ids.time_ordered_uuid()
         where = params.get("InputLocation")
         if where is not None:
             if not where.lower().startswith("s3://") and not objects.local_path(where).is_absolute():

@@ -7,6 +7,7 @@ version raises ``Conflict`` instead of silently overwriting a newer change.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -46,6 +47,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        #: the async queue's connection, held: see _write_many
+        self._held: Any = None
+        self._held_lock = threading.Lock()
 
     # -- resources -------------------------------------------------------------------------
     def insert(self, kind: str, name: str, arn: str, doc: dict[str, Any], *, status: str | None,
@@ -112,15 +116,29 @@ class Store:
         return res.rowcount == 1
 
     # -- async inference requests ----------------------------------------------------------
-    def enqueue(self, rows: list[dict[str, Any]]) -> None:
-        """Persist new requests in one transaction (group commit). The statement goes to the
-        driver's executemany as is: on a busy queue SQLAlchemy's per-row processing would cost
-        more than SQLite's insert."""
-        cols = list(rows[0])
-        sql = (f"INSERT INTO async_requests ({', '.join(cols)}) "
-               f"VALUES ({', '.join('?' * len(cols))})")
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+    def enqueue(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Persist new requests (``columns`` of ``async_requests``, one tuple per request) in one
+        transaction (group commit)."""
+        self._write_many(f"INSERT INTO async_requests ({', '.join(columns)}) "
+                         f"VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement for many rows, in one transaction, straight to the driver on a
+        connection held for the purpose. The async queue writes here many times a second, a
+        few rows at a time: SQLAlchemy's per-row processing, and a pool checkout and reset per
+        transaction, cost more than SQLite's own work (21 vs 12 µs a row at ten rows a batch)."""
+        with self._held_lock:
+            if self._held is None:
+                self._held = self.engine.raw_connection()
+            conn = self._held
+            try:
+                cur = conn.cursor()
+                cur.executemany(sql, rows)
+                cur.close()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     def async_request(self, endpoint: str, inference_id: str) -> Any:
         with self.engine.connect() as conn:
@@ -141,9 +159,7 @@ class Store:
         keys = [k for k in changes[0] if k not in ("endpoint", "inference_id")]
         sql = (f"UPDATE async_requests SET {', '.join(f'{k} = ?' for k in keys)} "
                "WHERE endpoint = ? AND inference_id = ?")
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(sql, [(*(c[k] for k in keys), c["endpoint"], c["inference_id"])
-                                       for c in changes])
+        self._write_many(sql, [(*(c[k] for k in keys), c["endpoint"], c["inference_id"]) for c in changes])
 
     def async_forget(self, endpoint: str) -> None:
         """Drop an endpoint's requests (DeleteEndpoint): outputs already written stay."""
