@@ -176,9 +176,15 @@ class _Queue:
     recovered: set[str] = field(default_factory=set)
     #: ids accepted in this run: a resubmitted id is the same request
     known: set[str] = field(default_factory=set)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: what the worker awaits between rounds (a bare future and a timer: asyncio.wait_for
+    #: would make a task per wake-up)
+    waiter: asyncio.Future[None] | None = None
     task: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class AsyncInferenceService:
@@ -252,7 +258,7 @@ class AsyncInferenceService:
             q.known.discard(iid)
             raise
         q.waiting.append(req)
-        q.wake.set()
+        q.wake()
         return self._locations(req)
 
     @staticmethod
@@ -365,6 +371,7 @@ class AsyncInferenceService:
 
     # -- the worker ------------------------------------------------------------------------
     async def _work(self, endpoint: str, q: _Queue) -> None:
+        loop = asyncio.get_running_loop()
         last_metrics = 0.0
         while True:
             fleet = self.router.fleets.get(endpoint)
@@ -374,28 +381,57 @@ class AsyncInferenceService:
                 if now - last_metrics >= 1.0:
                     last_metrics = now
                     self._record_backlog(endpoint, fleet, q)
-            q.wake.clear()
+            q.waiter = loop.create_future()
+            timer = loop.call_later(0.25, q.wake)
             try:
-                await asyncio.wait_for(q.wake.wait(), 0.25)
-            except asyncio.TimeoutError:
-                pass
+                await q.waiter
+            finally:
+                timer.cancel()
+
+    @staticmethod
+    def _pick(fleet: Fleet, spec: AsyncSpec, q: _Queue) -> VariantPool | None:
+        """The variant for the next waiting request: by traffic weight among those with a free
+        slot (MaxConcurrentInvocationsPerInstance per ready instance); None when all are full."""
+        pools = [fleet.pools[n] for n in fleet.names]
+        free = [len(p.ready) * spec.max_concurrent_per_instance - q.per_variant[p.spec.name] for p in pools]
+        i = pick_variant(free, [fleet.weights[n] for n in fleet.names])
+        return pools[i] if i >= 0 else None
 
     def _dispatch(self, endpoint: str, fleet: Fleet, spec: AsyncSpec, q: _Queue) -> None:
-        pools = [fleet.pools[n] for n in fleet.names]
-        weights = [fleet.weights[n] for n in fleet.names]
         while q.waiting:
-            free = [len(p.ready) * spec.max_concurrent_per_instance - q.per_variant[p.spec.name]
-                    for p in pools]
-            i = pick_variant(free, weights)
-            if i < 0:
+            pool = self._pick(fleet, spec, q)
+            if pool is None:
                 return
             row = q.waiting.popleft()
-            pool = pools[i]
             q.running[row.inference_id] = row
             q.per_variant[pool.spec.name] += 1
-            task = asyncio.create_task(self._run(endpoint, pool, row, q))
+            task = asyncio.create_task(self._slot(endpoint, pool, row, q))
             q.tasks.add(task)
             task.add_done_callback(q.tasks.discard)
+
+    async def _slot(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> None:
+        """One taken slot of a variant. It runs waiting requests one after another for as long as
+        the weighted pick, with this slot counted free, keeps choosing its variant: a busy queue
+        then costs no task and no worker wake-up per request."""
+        variant = pool.spec.name
+        try:
+            while True:
+                if await self._run(endpoint, pool, row, q):
+                    return  # its instance went away: the worker places the request again
+                fleet = self.router.fleets.get(endpoint)
+                if (not q.waiting or self._queues.get(endpoint) is not q or fleet is None
+                        or fleet.spec.asynchronous is None):
+                    return
+                q.per_variant[variant] -= 1
+                again = self._pick(fleet, fleet.spec.asynchronous, q) is pool
+                q.per_variant[variant] += 1
+                if not again:
+                    return
+                row = q.waiting.popleft()
+                q.running[row.inference_id] = row
+        finally:
+            q.per_variant[variant] -= 1
+            q.wake()
 
     def _record_backlog(self, endpoint: str, fleet: Fleet, q: _Queue) -> None:
         instances = sum(len(p.ready) for p in fleet.pools.values())
@@ -406,8 +442,8 @@ class AsyncInferenceService:
                 self.metrics.set_gauge(endpoint, variant, name, value,
                                        unit="Seconds" if name == "ApproximateAgeOfOldestRequest" else "Count")
 
-    async def _run(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> None:
-        variant = pool.spec.name
+    async def _run(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> bool:
+        """Run one request (in ``q.running``); True when it went back to the head of the queue."""
         retry = False
         try:
             retry = await self._execute(endpoint, pool, row, q)
@@ -416,16 +452,16 @@ class AsyncInferenceService:
         except Exception as exc:  # a bug or an unreadable location: fail the request, keep the queue
             log.exception("async request %s on %s failed", row.inference_id, endpoint)
             reason = str(exc) if isinstance(exc, MoorageError) else f"Internal failure: {type(exc).__name__}: {exc}"
-            await self._fail(row, variant, reason)
+            await self._fail(row, pool.spec.name, reason)
         finally:
             q.running.pop(row.inference_id, None)
-            q.per_variant[variant] -= 1
             if retry and self._queues.get(endpoint) is q:
                 q.waiting.appendleft(row)
             else:  # from now on the store answers for a resubmitted id
+                retry = False
                 q.known.discard(row.inference_id)
                 q.attempts.pop(row.inference_id, None)
-            q.wake.set()
+        return retry
 
     async def _execute(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> bool:
         """Run one request to its end. Returns True to put it back in the queue."""
