@@ -455,6 +455,31 @@ def test_large_payload_streams_without_server_memory(server: ServerProcess, stre
     assert [p.name for p in out.parent.iterdir()] == ["big.out"]
 
 
+def test_async_requests_follow_the_variant_weights(server: ServerProcess, handler_dir: Path,
+                                                  tmp_path: Path) -> None:
+    """Two variants weighted 3:1, both with room to spare: requests split by weight, and every
+    request gets its one output."""
+    sm, rt = server.client(), server.client("sagemaker-runtime")
+    sm.create_model(ModelName="async-split", PrimaryContainer={"Image": "moorage/python",
+                                                             "ModelDataUrl": str(handler_dir)})
+    sm.create_endpoint_config(
+        EndpointConfigName="async-split",
+        ProductionVariants=[{"VariantName": name, "ModelName": "async-split", "InstanceType": "ml.m5.large",
+                             "InitialInstanceCount": 1, "InitialVariantWeight": weight}
+                            for name, weight in (("a", 3.0), ("b", 1.0))],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": str(tmp_path / "out")},
+                              "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 64}})
+    sm.create_endpoint(EndpointName="async-split", EndpointConfigName="async-split")
+    wait_status(sm, "async-split")
+    ids = [rt.invoke_endpoint_async(EndpointName="async-split", ContentType="application/json",
+                                    Body=json.dumps({"x": [i], "id": i}).encode())["InferenceId"]
+           for i in range(240)]
+    served = [wait_done(server, "async-split", iid)["InvokedProductionVariant"] for iid in ids]
+    share = served.count("a") / len(served)
+    assert 0.6 <= share <= 0.9, f"variant a served {share:.0%} of requests (weight 75%)"
+    assert len(list((tmp_path / "out").iterdir())) == 240
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def test_bad_async_input(server: ServerProcess, handler_dir: Path, tmp_path: Path) -> None:
