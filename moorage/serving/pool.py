@@ -76,6 +76,8 @@ class VariantPool:
         self.desired = 0
         self.replicas: list[Replica] = []
         self.ready: list[Replica] = []
+        #: instances being forked, not yet in ``replicas``: they count as live
+        self._forking = 0
         self._backend = backend
         self._settings = settings
         self._log_dir = log_dir
@@ -166,7 +168,7 @@ class VariantPool:
         r = next((x for x in self.ready if x.outstanding == 0 and not x.abandoned), None)
         cold_ms = 0.0
         if r is None:
-            live = sum(x.state in (ReplicaState.STARTING, ReplicaState.READY) for x in self.replicas)
+            live = self._live()
             if live >= sl.max_concurrency:
                 raise InvokeThrottled(
                     f"Variant {self.spec.name} is at its MaxConcurrency of {sl.max_concurrency} "
@@ -200,8 +202,8 @@ class VariantPool:
         if self.spec.serverless is not None or self.spec.warm_start:
             self._backend.prewarm(self.spec.container.runtime)
         live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
-        if len(live) < n:
-            results = await asyncio.gather(*(self._start_one() for _ in range(n - len(live))),
+        if len(live) + self._forking < n:
+            results = await asyncio.gather(*(self._start_one() for _ in range(n - len(live) - self._forking)),
                                            return_exceptions=True)
             errors = [e for e in results if isinstance(e, BaseException)]
             if errors:
@@ -226,10 +228,13 @@ class VariantPool:
                             profile=serverless_profile(sl.memory_mb) if sl else profile(self.spec.instance_type),
                             log_path=log_path,
                             warm_start=(sl is not None or self.spec.warm_start) and c.runtime != "command")
+        self._forking += 1  # counted from now: another request must not start one more meanwhile
         try:
             handle = await self._backend.start_instance(spec)
         except InstanceGone as exc:
             raise DeploymentFailed(str(exc)) from exc
+        finally:
+            self._forking -= 1
         rep = Replica(handle, log_path)
         self.replicas.append(rep)
         deadline = self._loop.time() + self._settings.instance_startup_timeout_seconds
@@ -287,13 +292,17 @@ class VariantPool:
                     self.endpoint, self.spec.name)
         asyncio.create_task(self._replace(rep))
 
+    def _live(self) -> int:
+        """Instances starting or ready, those still being forked included."""
+        return self._forking + sum(r.state in (ReplicaState.STARTING, ReplicaState.READY) for r in self.replicas)
+
     async def _replace(self, rep: Replica) -> None:
         if rep.state is ReplicaState.STOPPED:
             return
         rep.state = ReplicaState.STOPPED
         self._forget(rep)
         await rep.handle.stop(0)
-        live = sum(r.state in (ReplicaState.STARTING, ReplicaState.READY) for r in self.replicas)
+        live = self._live()
         while not self._closed and live < self.desired:
             try:
                 await self._start_one()

@@ -69,3 +69,29 @@ def test_instance_that_dies_at_start_fails_the_deployment(tmp_path: Path) -> Non
         assert all(r.state is not ReplicaState.READY for r in pool.replicas)
         await pool.close()
     asyncio.run(scenario())
+
+
+def test_serverless_max_concurrency_holds_while_an_instance_is_being_forked(tmp_path: Path) -> None:
+    """A cold start counts against MaxConcurrency from the moment it begins: a request arriving
+    while the first instance is still being forked is throttled, not given a second one."""
+    from moorage.errors import InvokeThrottled
+    from moorage.resources.hosting import ServerlessSpec
+
+    class SlowFork(FakeBackend):
+        async def start_instance(self, spec):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.1)  # a fork under load
+            return await super().start_instance(spec)
+
+    async def scenario() -> None:
+        backend = SlowFork()
+        spec = VariantSpec("v", "m", ContainerSpec("sklearn"), "", 0, 1.0, serverless=ServerlessSpec(2048, 1))
+        settings = Settings(data_dir=tmp_path, health_check_interval_seconds=0.05)
+        pool = VariantPool("e", spec, None, backend, settings, tmp_path / "logs")
+        first = asyncio.create_task(pool.invoke(b"", b"", b"", b"a", 5.0))
+        await asyncio.sleep(0.02)  # the first is forking
+        with pytest.raises(InvokeThrottled):
+            await pool.invoke(b"", b"", b"", b"b", 5.0)
+        assert (await first).body == b"a"
+        assert len(backend.started) == 1
+        await pool.close()
+    asyncio.run(scenario())
