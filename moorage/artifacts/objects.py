@@ -190,6 +190,9 @@ def _publish_unnamed(data: bytes, dest: str) -> bool | None:
     and on a disk-bound host the journal is what limits a busy queue). A crash before the link
     leaves nothing behind. None when the file system has no O_TMPFILE (the caller stages)."""
     folder = os.path.dirname(dest)
+    proc_fds = _proc_fds()
+    if proc_fds is None or folder in _NO_TMPFILE:
+        return None
     if folder not in _FOLDERS:
         os.makedirs(folder, exist_ok=True)
         _FOLDERS.add(folder)
@@ -201,10 +204,11 @@ def _publish_unnamed(data: bytes, dest: str) -> bool | None:
     except (AttributeError, OSError) as exc:  # no O_TMPFILE here (the platform or the file system)
         if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise
+        _NO_TMPFILE.add(folder)
         return None
     try:
         _write_all(fd, data)
-        os.link(str(fd), dest, src_dir_fd=_proc_fds(), follow_symlinks=True)  # linkat(AT_SYMLINK_FOLLOW)
+        os.link(str(fd), dest, src_dir_fd=proc_fds, follow_symlinks=True)  # linkat(AT_SYMLINK_FOLLOW)
         return True
     except FileExistsError:
         return False
@@ -219,17 +223,22 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 @functools.cache
-def _proc_fds_of(pid: int) -> int:
-    return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+def _proc_fds_of(pid: int) -> int | None:
+    try:
+        return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # no /proc: results are staged instead
+        return None
 
 
-def _proc_fds() -> int:
+def _proc_fds() -> int | None:
     """This process's /proc/self/fd, opened once (per process: a forked child has its own)."""
     return _proc_fds_of(os.getpid())
 
 
 #: folders known to exist (results go to few folders, many times)
 _FOLDERS: set[str] = set()
+#: folders on a file system without O_TMPFILE
+_NO_TMPFILE: set[str] = set()
 #: unique temporary names without a random draw per file
 _TOKEN = uuid.uuid4().hex[:12]
 _COUNTER = itertools.count()

@@ -15,6 +15,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     O_TMPFILE) a staging file linked in."""
     if request.param == "staged":
         monkeypatch.delattr(os, "O_TMPFILE")
+        monkeypatch.setattr(objects, "_NO_TMPFILE", set())
     return request.param
 
 
