@@ -18,10 +18,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from moorage.errors import ValidationException
+
+T = TypeVar("T")
 
 #: S3 multipart part size: bounds the server memory a large upload takes
 PART_BYTES = 8 * 1024 * 1024
@@ -91,14 +93,26 @@ def result_file(staging: Path) -> Path:
     """A new file name in ``staging`` for a result being written. Results are written there and
     only then published; a crash leaves them in staging, which ``clear_staging`` empties at the
     next start, so nothing half-written ever sits beside the results."""
-    return Path(_result_name(str(staging)))
+    _made(str(staging))
+    return staging / f"result-{_TOKEN}-{next(_COUNTER)}.part"
 
 
-def _result_name(staging: str) -> str:
-    if staging not in _FOLDERS:
-        os.makedirs(staging, exist_ok=True)
-        _FOLDERS.add(staging)
-    return f"{staging}/result-{_TOKEN}-{next(_COUNTER)}.part"
+def _made(folder: str) -> None:
+    """Make ``folder`` the first time this process writes in it."""
+    if folder not in _FOLDERS:
+        os.makedirs(folder, exist_ok=True)
+        _FOLDERS.add(folder)
+
+
+def _in_folder(folder: str, create: Callable[[], T]) -> T:
+    """``create()`` a name in ``folder``; the folder is made the first time, and again if it
+    was removed while the server runs."""
+    _made(folder)
+    try:
+        return create()
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return create()
 
 
 def clear_staging(staging: Path) -> None:
@@ -123,18 +137,8 @@ def publish(src: Path | str, url: str) -> bool:
                 return False
             return True
         dest = url if "://" not in url else str(local_path(url))
-        folder = os.path.dirname(dest)
-        if folder not in _FOLDERS:
-            os.makedirs(folder, exist_ok=True)
-            _FOLDERS.add(folder)
         try:
-            try:
-                os.link(src, dest)
-            except FileNotFoundError:  # the folder was removed since: make it again
-                if not os.path.exists(src):
-                    raise
-                os.makedirs(folder, exist_ok=True)
-                os.link(src, dest)
+            _in_folder(os.path.dirname(dest), lambda: os.link(src, dest))
         except FileExistsError:
             return False
         except OSError as exc:
@@ -170,13 +174,8 @@ def publish_bytes(data: bytes, url: str, staging: Path) -> bool:
         published = _publish_unnamed(data, url if "://" not in url else str(local_path(url)))
         if published is not None:
             return published
-    tmp = _result_name(str(staging))
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileNotFoundError:  # staging was removed since it was made: make it again
-        _FOLDERS.discard(str(staging))
-        tmp = _result_name(str(staging))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    tmp = f"{staging}/result-{_TOKEN}-{next(_COUNTER)}.part"
+    fd = _in_folder(str(staging), lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     try:
         _write_all(fd, data)
     finally:
@@ -193,14 +192,8 @@ def _publish_unnamed(data: bytes, dest: str) -> bool | None:
     proc_fds = _proc_fds()
     if proc_fds is None or folder in _NO_TMPFILE:
         return None
-    if folder not in _FOLDERS:
-        os.makedirs(folder, exist_ok=True)
-        _FOLDERS.add(folder)
     try:
-        fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
-    except FileNotFoundError:  # the folder was removed since: make it again
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
+        fd = _in_folder(folder, lambda: os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o644))
     except (AttributeError, OSError) as exc:  # no O_TMPFILE here (the platform or the file system)
         if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise

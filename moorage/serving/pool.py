@@ -202,9 +202,9 @@ class VariantPool:
         if self.spec.serverless is not None or self.spec.warm_start:
             self._backend.prewarm(self.spec.container.runtime)
         live = [r for r in self.replicas if r.state in (ReplicaState.STARTING, ReplicaState.READY)]
-        if len(live) + self._forking < n:
-            results = await asyncio.gather(*(self._start_one() for _ in range(n - len(live) - self._forking)),
-                                           return_exceptions=True)
+        missing = n - len(live) - self._forking
+        if missing > 0:
+            results = await asyncio.gather(*(self._start_one() for _ in range(missing)), return_exceptions=True)
             errors = [e for e in results if isinstance(e, BaseException)]
             if errors:
                 raise DeploymentFailed(str(errors[0]))

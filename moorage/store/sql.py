@@ -137,7 +137,11 @@ class Store:
                 cur.close()
                 conn.commit()
             except BaseException:
-                conn.rollback()
+                try:
+                    conn.rollback()
+                except Exception:  # the connection itself is broken: the next write opens another
+                    self._held = None
+                    conn.invalidate()
                 raise
 
     def async_request(self, endpoint: str, inference_id: str) -> Any:

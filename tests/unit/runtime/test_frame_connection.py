@@ -26,14 +26,18 @@ def _answer(conn: FrameConnection, frames: list[bytes]) -> None:
     conn.data_received(b"".join(p.encode_response(r.id, 200, b"text/plain", b"", r.body[::-1]) for r in reqs))
 
 
+def _connected() -> tuple[FrameConnection, _Transport]:
+    conn, t = FrameConnection(), _Transport()
+    conn.connection_made(t)  # type: ignore[arg-type]
+    return conn, t
+
+
 def test_calls_in_one_turn_are_one_write_and_each_gets_its_own_answer() -> None:
     asyncio.run(_one_write())
 
 
 async def _one_write() -> None:
-    conn = FrameConnection()
-    t = _Transport()
-    conn.connection_made(t)  # type: ignore[arg-type]
+    conn, t = _connected()
     calls = [asyncio.ensure_future(conn.call(p.KIND_INVOKE, b"text/csv", b"", b"", f"{i},x".encode(), 5.0))
              for i in range(5)]
     await asyncio.sleep(0)  # the calls run and queue their frames
@@ -55,9 +59,7 @@ def test_a_connection_lost_before_the_flush_fails_the_queued_calls() -> None:
 
 
 async def _lost() -> None:
-    conn = FrameConnection()
-    t = _Transport()
-    conn.connection_made(t)  # type: ignore[arg-type]
+    conn, t = _connected()
     call = asyncio.ensure_future(conn.call(p.KIND_INVOKE, b"", b"", b"", b"1", 5.0))
     await asyncio.sleep(0)
     conn.connection_lost(None)

@@ -67,3 +67,26 @@ def test_page_rejects_foreign_or_garbage_tokens(store: Store) -> None:
         page(store.list("Model"), {"MaxResults": 1, "NameContains": "m", "NextToken": token}, _summary)
     with pytest.raises(ValidationException, match="malformed"):
         page(store.list("Model"), {"NextToken": "!!!"}, _summary)
+
+
+def test_async_queue_writes_are_all_or_nothing_per_batch(store: Store) -> None:
+    """A batch that fails (here: an InferenceId already stored) writes none of its rows, and
+    the held connection goes on serving the next batch."""
+    import sqlite3
+
+    from moorage.control.async_inference import COLUMNS, Request
+
+    def req(iid: str) -> tuple[object, ...]:
+        return Request(endpoint="e", inference_id=iid, created=1.0, output_location=f"/o/{iid}.out",
+                       failure_location=f"/o/{iid}-error.out", ttl_seconds=60, timeout_seconds=60,
+                       body=b"1").values()
+
+    store.enqueue(COLUMNS, [req("a")])
+    with pytest.raises(sqlite3.IntegrityError):
+        store.enqueue(COLUMNS, [req("b"), req("a")])
+    assert store.async_request("e", "b") is None
+    store.enqueue(COLUMNS, [req("c")])
+    store.async_update([{"endpoint": "e", "inference_id": "c", "status": "Completed", "finished": 2.0}])
+    row = store.async_request("e", "c")
+    assert row is not None and row.status == "Completed" and row.finished == 2.0
+    assert [r.inference_id for r in store.async_open()] == ["a"]
