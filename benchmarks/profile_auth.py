@@ -34,6 +34,8 @@ from moorage.control.keys import Key  # noqa: E402
 
 
 class _Keys:
+    version = 0
+
     def __init__(self) -> None:
         self.key = Key("bench-key", "bench-secret", "admin", "*")
 

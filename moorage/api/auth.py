@@ -20,6 +20,7 @@ from moorage.errors import (AccessDenied, InvalidSignature, SignatureDoesNotMatc
 class Authenticator:
     def __init__(self, keys: KeyService, clock: Clock, max_skew_seconds: float) -> None:
         self._keys = keys
+        self._keys_version = keys.version
 
         def secret(access_key_id: str) -> str | None:
             key = keys.lookup(access_key_id)
@@ -32,6 +33,10 @@ class Authenticator:
                               mismatch_error=SignatureDoesNotMatch)
 
     def authenticate(self, scope: dict[str, Any], body: bytes, *, json_protocol: bool = False) -> Key:
+        if self._keys_version != self._keys.version:  # a key changed: no signing key outlives it
+            self._keys_version = self._keys.version
+            self._json.forget_keys()
+            self._rest.forget_keys()
         verifier = self._json if json_protocol else self._rest
         fast = verifier.verify_fast(scope["method"], scope["raw_path"], scope["query_string"],
                                     scope["headers"], body)

@@ -36,6 +36,8 @@ class KeyService:
         self.store = store
         self.clock = clock
         self._active: dict[str, Key] | None = None
+        #: goes up whenever a key is added, replaced or revoked (verifiers drop cached signing keys)
+        self.version = 0
 
     def lookup(self, access_key_id: str) -> Key | None:
         if self._active is None:
@@ -51,8 +53,12 @@ class KeyService:
 
     def _add(self, key: Key) -> Key:
         self.store.add_key(key.access_key_id, key.secret, key.role, key.endpoints, timestamp(self.clock))
-        self._active = None
+        self._changed()
         return key
+
+    def _changed(self) -> None:
+        self._active = None
+        self.version += 1
 
     def list(self) -> list[dict[str, Any]]:
         return [{"AccessKeyId": row.access_key_id, "Role": row.role, "Endpoints": row.endpoints,
@@ -62,7 +68,7 @@ class KeyService:
     def revoke(self, access_key_id: str) -> None:
         if not self.store.revoke_key(access_key_id, timestamp(self.clock)):
             raise ValidationException(f"No active access key {access_key_id}.")
-        self._active = None
+        self._changed()
 
     def bootstrap(self, settings: Settings) -> str | None:
         """Make sure an admin key exists. Returns a message for the operator when this start

@@ -1,17 +1,47 @@
 """The bytes-only fast path agrees with the general verifier: it accepts exactly what botocore
-signs, and hands everything else (tampering, unusual shapes) back to the general path."""
+signs, and hands everything else (tampering, unusual shapes) back to the general path.
+
+Every test runs twice: on the compiled check (``_sigv4c.c``) and on the Python one it replaces
+where no compiler was found at install. A differential test feeds both the same mutated
+requests."""
 
 from __future__ import annotations
+
+import random
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from moorage.api.aws import sigv4
 from moorage.api.aws.sigv4 import SignedRequest, Verifier
-from moorage.errors import InvalidSignature
+from moorage.errors import AuthError, InvalidSignature
 
 KEYS = {"AKIDFAST": "fast-secret", "bench-key_1": "fast-secret"}
+NATIVE = sigv4._native
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "native":
+        if NATIVE is None:
+            pytest.skip("the compiled check was not built (no C compiler or OpenSSL headers at install)")
+    else:
+        monkeypatch.setattr(sigv4, "_native", None)
+    yield request.param
+
+
+def test_the_compiled_check_is_built_where_a_compiler_is() -> None:
+    if shutil.which(sysconfig.get_config_var("CC").split()[0]) is None:
+        pytest.skip("no C compiler here")
+    if not any(Path(d, "openssl", "sha.h").exists() for d in ("/usr/include", "/usr/local/include")):
+        pytest.skip("no OpenSSL headers here")
+    assert NATIVE is not None, "pip install -e . should have built moorage/api/aws/_sigv4c.c"
 
 
 def _verifier(now: float) -> Verifier:
@@ -79,11 +109,17 @@ def test_fast_path_refuses_tampering_and_defers_to_the_general_path() -> None:
     assert v.verify_fast("POST", path.encode(), b"", asgi + [(b"content-type", b"x")], body) is None
 
 
-def test_fast_path_enforces_the_skew_window() -> None:
+def test_fast_path_accepts_only_inside_the_skew_window() -> None:
+    """Outside the window the fast path declines, and the general path words the error."""
     path, body, headers = CASES[0]
     asgi, signed_at = _signed(path, body, headers)
-    with pytest.raises(InvalidSignature, match="Signature expired"):
-        _verifier(signed_at + 16 * 60).verify_fast("POST", path.encode(), b"", asgi, body)
+    for offset in (-15 * 60, 0, 15 * 60):
+        assert _verifier(signed_at + offset).verify_fast("POST", path.encode(), b"", asgi, body) is not None
+    for offset in (-15 * 60 - 1, 15 * 60 + 1):
+        late = _verifier(signed_at + offset)
+        assert late.verify_fast("POST", path.encode(), b"", asgi, body) is None
+        with pytest.raises(InvalidSignature, match="expired" if offset > 0 else "not yet current"):
+            late.verify(SignedRequest("POST", path, "", asgi, body=body))
 
 
 def test_fast_path_leaves_unusual_requests_to_the_general_path() -> None:
@@ -110,3 +146,54 @@ def test_the_hot_path_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
     from moorage.api.aws.sigv4 import _Hmac
     for msg in (b"", b"AWS4-HMAC-SHA256\n20240101T000000Z\n", bytes(range(256)) * 3):
         assert _Hmac(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest().encode()
+
+
+def _mutations(rng: random.Random, asgi: list[tuple[bytes, bytes]], path: bytes,
+               body: bytes) -> Iterator[tuple[str, bytes, list[tuple[bytes, bytes]], bytes]]:
+    """A byte changed, added or removed somewhere in the request, many times over."""
+    alphabet = b" \t,;/=:.-_~%0aAzZ\x00\x7f\xff"
+    for _ in range(400):
+        method, p, hdrs, b = "POST", path, list(asgi), body
+        where = rng.randrange(4)
+        if where == 0:
+            i = rng.randrange(len(hdrs))
+            name, value = hdrs[i]
+            j = rng.randrange(len(value) + 1)
+            op = rng.randrange(3)
+            c = alphabet[rng.randrange(len(alphabet)):][:1]
+            value = (value[:j] + c + value[j + 1:] if op == 0 else value[:j] + c + value[j:] if op == 1
+                     else value[:j] + value[j + 1:])
+            hdrs[i] = (name, value)
+        elif where == 1:
+            j = rng.randrange(len(p))
+            p = p[:j] + alphabet[rng.randrange(len(alphabet)):][:1] + p[j:]
+        elif where == 2:
+            b = body + b"x" if rng.random() < 0.5 else body[:-1]
+        else:
+            method = rng.choice(["PUT", "post", "POSTX", "P"])
+        yield method, p, hdrs, b
+
+
+@pytest.mark.skipif(NATIVE is None, reason="the compiled check was not built")
+@pytest.mark.parametrize("path, body, headers", CASES)
+def test_compiled_and_python_checks_agree_on_mutated_requests(path: str, body: bytes, headers: dict[str, str],
+                                                              impl: str) -> None:
+    if impl == "python":
+        pytest.skip("one run compares both")
+    asgi, now = _signed(path, body, headers)
+    v = _verifier(now)
+    rng = random.Random(f"{path}{len(body)}")
+    accepted = 0
+    for method, p, hdrs, b in _mutations(rng, asgi, path.encode(), body):
+        native = v.verify_fast(method, p, b"", hdrs, b)
+        python = v._verify_fast_python(method, p, b"", hdrs, b)
+        assert native == python, (method, p, hdrs, b)
+        if native is not None:  # what the fast path accepts, the general path accepts too
+            accepted += 1
+            v.verify(SignedRequest(method, p.decode("latin-1"), "", hdrs, body=b))
+        else:
+            try:
+                v.verify(SignedRequest(method, p.decode("latin-1"), "", hdrs, body=b))
+            except AuthError:
+                pass
+    assert 0 < accepted < 400  # both branches were reached (e.g. added spaces keep a request valid)
