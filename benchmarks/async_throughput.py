@@ -264,6 +264,7 @@ def main() -> int:
             s.stop()
         if s3_server is not None:
             s3_server.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)  # each round leaves tens of thousands of outputs
     med = {k: statistics.median(r[k] for r in results["rounds"])
            for k in ("limit_rps", "direct_rps", "queued_rps", "direct_over_queued", "direct_cpu_us",
                      "queued_cpu_us", "cpu_queued_over_direct")}
@@ -288,7 +289,6 @@ def main() -> int:
         print(f"{b['payload_mib']} MiB from s3://: {b['status']} in {b['seconds']} s; server RSS growth "
               f"{b['rss_growth_mib']} MiB ({'PASS' if b['rss_growth_mib'] < 100 else 'MISS'})")
     print(f"JSON: {a.out}")
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
