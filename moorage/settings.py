@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     autoscaling_interval_seconds: float = 60.0
     """How often scaling policies are evaluated (MOORAGE_AUTOSCALING_INTERVAL_SECONDS)."""
 
+    async_retention_seconds: float = 7 * 24 * 3600.0
+    """An asynchronous request is forgotten this long after it ends (MOORAGE_ASYNC_RETENTION_SECONDS):
+    its output and error document stay where they were written; its row, which the native
+    describe call reads and which makes a resubmitted InferenceId the same request, goes."""
+
     webhook_attempts: int = 5
     """Async notification webhooks: tries per URL before giving up (with doubling backoff)."""
 

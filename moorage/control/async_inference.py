@@ -10,6 +10,10 @@ one output. A final state with a topic to tell is stored with ``notify = Pending
 its own task with retries, so a failing webhook never holds up the queue; a restart resends
 what was not delivered.
 
+An ended request's inline body is dropped with its final state, and its row is forgotten
+MOORAGE_ASYNC_RETENTION_SECONDS after it ended (the outputs stay), so the store does not grow
+with the traffic.
+
 Writes are group-committed (``Batcher``): inserts, final updates and small outputs are done by
 worker threads in batches; what arrives while one batch is written goes in the next, so a busy
 queue pays one SQLite transaction per batch, and each 202 waits for its own commit.
@@ -46,7 +50,8 @@ from moorage.errors import (InvokeThrottled, InvokeValidationError, MoorageError
                             ValidationException)
 from moorage.metrics import MetricsRegistry
 from moorage.resources.hosting import AsyncSpec
-from moorage.serving.async_queue import MAX_ATTEMPTS, backlog_metrics, expired, pick_variant, retry_delays
+from moorage.serving.async_queue import (MAX_ATTEMPTS, SWEEP_BATCH, backlog_metrics, expired, pick_variant,
+                                         retry_delays, sweep_interval)
 from moorage.serving.pool import VariantPool
 from moorage.serving.router import Fleet, Router
 from moorage.settings import Settings
@@ -199,6 +204,7 @@ class AsyncInferenceService:
         self.staging = settings.data_dir / "async" / "staging"
         self._queues: dict[str, _Queue] = {}
         self._notifying: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         # one thread writes the store (SQLite takes one writer at a time anyway), others files
         self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-db")
@@ -330,8 +336,9 @@ class AsyncInferenceService:
     # -- lifecycle -------------------------------------------------------------------------
     def recover(self) -> None:
         """Queue every request a previous run accepted and did not finish; resend notifications
-        not yet delivered."""
+        not yet delivered. From now on, requests past their retention are forgotten."""
         objects.clear_staging(self.staging)
+        self._sweeper = asyncio.create_task(self._sweep(), name="async-retention")
         for row in self.store.async_open():
             req = Request.from_row(row)
             if req.status == "Pending":
@@ -350,6 +357,8 @@ class AsyncInferenceService:
         self.store.async_forget(endpoint)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for q in self._queues.values():
             if q.task is not None:
                 q.task.cancel()
@@ -432,6 +441,20 @@ class AsyncInferenceService:
         finally:
             q.per_variant[variant] -= 1
             q.wake()
+
+    async def _sweep(self) -> None:
+        """Forget requests that ended more than MOORAGE_ASYNC_RETENTION_SECONDS ago, a batch per
+        transaction on the store's writer thread, so queued writes go in between."""
+        loop = asyncio.get_running_loop()
+        retention = self.settings.async_retention_seconds
+        while True:
+            await asyncio.sleep(sweep_interval(retention))
+            before = self.clock.time() - retention
+            try:
+                while await loop.run_in_executor(self._db, self.store.async_expire, before, SWEEP_BATCH) == SWEEP_BATCH:
+                    pass
+            except Exception:  # a busy or broken store: the next sweep tries again
+                log.exception("could not forget expired asynchronous requests")
 
     def _record_backlog(self, endpoint: str, fleet: Fleet, q: _Queue) -> None:
         instances = sum(len(p.ready) for p in fleet.pools.values())
@@ -576,9 +599,10 @@ class AsyncInferenceService:
             topic = spec.success_topic if status == "Completed" else spec.error_topic
         row.status, row.finished, row.variant, row.failure_reason = status, timestamp(self.clock), variant, reason
         row.notify = "Pending" if topic else None
+        # the inline body is dropped with the final state: an ended request never runs again
         stored = self._finishes.add({"endpoint": row.endpoint, "inference_id": row.inference_id,
                                      "status": status, "finished": row.finished, "variant": variant,
-                                     "failure_reason": reason, "notify": row.notify})
+                                     "failure_reason": reason, "notify": row.notify, "body": None})
         if topic and spec is not None:
             include = ("SUCCESS_NOTIFICATION_TOPIC" if status == "Completed"
                        else "ERROR_NOTIFICATION_TOPIC") in spec.include_response_in

@@ -7,11 +7,19 @@ from typing import Sequence
 
 #: an instance that died under a request gets it again this many times before it fails
 MAX_ATTEMPTS = 3
+#: ended requests forgotten per store transaction by the retention sweep
+SWEEP_BATCH = 1000
 
 
 def expired(created: float, ttl_seconds: float, now: float) -> bool:
     """A request that waited in the queue longer than its RequestTTLSeconds is not run."""
     return now - created > ttl_seconds
+
+
+def sweep_interval(retention_seconds: float) -> float:
+    """How often ended requests past their retention are looked for: a quarter of the
+    retention, at least every hour and at most four times a second."""
+    return min(max(retention_seconds / 4, 0.25), 3600.0)
 
 
 def backlog_metrics(queued_since: Sequence[float], running: int, instances: int,

@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from moorage.store.engine import make_engine
-from moorage.store.tables import access_keys, async_requests, metadata, resources
+from moorage.store.tables import access_keys, async_finished, async_requests, metadata, resources
 
 
 class Duplicate(Exception):
@@ -47,6 +47,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        async_finished.create(self.engine, checkfirst=True)  # stores made before it existed
         #: the async queue's connection, held: see _write_many
         self._held: Any = None
         self._held_lock = threading.Lock()
@@ -122,7 +123,15 @@ class Store:
         self._write_many(f"INSERT INTO async_requests ({', '.join(columns)}) "
                          f"VALUES ({', '.join('?' * len(columns))})", rows)
 
-    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def async_expire(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` requests that ended before ``before`` and have no notification
+        still to send, oldest first; returns how many (``limit``: there may be more)."""
+        return self._write_many(
+            "DELETE FROM async_requests WHERE seq IN (SELECT seq FROM async_requests "
+            "WHERE finished IS NOT NULL AND finished < ? AND status != 'Pending' "
+            "AND (notify IS NULL OR notify != 'Pending') ORDER BY finished LIMIT ?)", [(before, limit)])
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
         """One statement for many rows, in one transaction, straight to the driver on a
         connection held for the purpose. The async queue writes here many times a second, a
         few rows at a time: SQLAlchemy's per-row processing, and a pool checkout and reset per
@@ -134,8 +143,10 @@ class Store:
             try:
                 cur = conn.cursor()
                 cur.executemany(sql, rows)
+                changed: int = cur.rowcount
                 cur.close()
                 conn.commit()
+                return changed
             except BaseException:
                 try:
                     conn.rollback()

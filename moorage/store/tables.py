@@ -3,7 +3,7 @@ columns that List* filters and sorts on are lifted out of it."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -57,3 +57,9 @@ async_requests = Table(
     Column("notify", String(16), nullable=True),  # Pending | Sent, when a topic is configured
     UniqueConstraint("endpoint", "inference_id"),
 )
+
+#: ended requests by end time, for the retention sweep. Partial: a request is inserted
+#: unfinished, so the insert before the 202 pays nothing for it; the final update adds it.
+async_finished = Index("ix_async_requests_finished", async_requests.c.finished,
+                       sqlite_where=async_requests.c.finished.isnot(None),
+                       postgresql_where=async_requests.c.finished.isnot(None))

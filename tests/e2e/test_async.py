@@ -628,6 +628,35 @@ def test_async_endpoint_scales_to_zero_and_back(handler_dir: Path, tmp_path: Pat
         srv.stop()
 
 
+def test_ended_requests_drop_their_body_and_are_forgotten_after_the_retention(handler_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """The store keeps an inline body only while its request may still run, and a request's row
+    only for MOORAGE_ASYNC_RETENTION_SECONDS after it ends; the outputs stay."""
+    srv = ServerProcess(tmp_path / "data", env={**ADMIN_ENV, "MOORAGE_ASYNC_RETENTION_SECONDS": "2"}).start()
+    try:
+        sm, rt = srv.client(), srv.client("sagemaker-runtime")
+        make_async(sm, "async-retain", handler_dir, str(tmp_path / "out"), failure=str(tmp_path / "failed"))
+        for iid, body in (("kept-out", {"x": [1]}), ("kept-error", {"boom": "kept"})):
+            rt.invoke_endpoint_async(EndpointName="async-retain", ContentType="application/json",
+                                     Body=json.dumps(body).encode(), InferenceId=iid)
+        assert wait_done(srv, "async-retain", "kept-out")["Status"] == "Completed"
+        assert wait_done(srv, "async-retain", "kept-error")["Status"] == "Failed"
+
+        def stored() -> dict[str, Any]:
+            with sqlite3.connect(f"file:{srv.data_dir / 'moorage.db'}?mode=ro", uri=True) as db:
+                return {iid: body for iid, body in db.execute("SELECT inference_id, body FROM async_requests")}
+        # the final state is group-committed a moment after it is visible
+        wait_for(lambda: stored() == {"kept-out": None, "kept-error": None}, 10, "bodies dropped")
+        wait_for(lambda: stored() == {}, 30, "rows forgotten")
+        with srv.http() as http:
+            r = http.get("/api/endpoints/async-retain/async-invocations/kept-out")
+            assert r.status_code == 400 and "No asynchronous request kept-out" in r.json()["message"]
+        assert json.loads((tmp_path / "out" / "kept-out.out").read_text())["y"] == [2]
+        assert "boom: kept" in (tmp_path / "failed" / "kept-error-error.out").read_text()
+    finally:
+        srv.stop()
+
+
 def test_bring_your_own_server_streams_files_over_http(server: ServerProcess, tmp_path: Path) -> None:
     """A command instance gets the input streamed to POST /invocations and its response
     streamed to the output, never whole in the server."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moorage.serving.async_queue import backlog_metrics, expired, pick_variant, retry_delays
+from moorage.serving.async_queue import backlog_metrics, expired, pick_variant, retry_delays, sweep_interval
 
 
 def test_expiry_is_strictly_after_the_ttl():
@@ -37,3 +37,9 @@ def test_pick_variant_by_weight_among_those_with_room():
 def test_retry_delays_double():
     assert retry_delays(5, 1.0) == [1.0, 2.0, 4.0, 8.0]
     assert retry_delays(1, 1.0) == []
+
+
+def test_the_retention_sweep_runs_a_quarter_of_the_retention_apart_within_bounds():
+    assert sweep_interval(7 * 24 * 3600) == 3600.0  # a week: hourly
+    assert sweep_interval(600) == 150.0
+    assert sweep_interval(0.4) == 0.25  # a test's retention: four times a second at most

@@ -90,3 +90,42 @@ def test_async_queue_writes_are_all_or_nothing_per_batch(store: Store) -> None:
     row = store.async_request("e", "c")
     assert row is not None and row.status == "Completed" and row.finished == 2.0
     assert [r.inference_id for r in store.async_open()] == ["a"]
+
+
+def test_ended_requests_are_forgotten_after_their_retention_oldest_first(store: Store) -> None:
+    """Only requests that ended before the cut-off and have no notification still to send go,
+    at most ``limit`` per call; the sweep finds them through the partial index on ``finished``."""
+    from sqlalchemy import text
+
+    from moorage.control.async_inference import COLUMNS, Request
+
+    def req(iid: str) -> tuple[object, ...]:
+        return Request(endpoint="e", inference_id=iid, created=1.0, output_location=f"/o/{iid}.out",
+                       failure_location=f"/o/{iid}-error.out", ttl_seconds=60, timeout_seconds=60,
+                       body=b"1").values()
+
+    store.enqueue(COLUMNS, [req(i) for i in ("pending", "old1", "old2", "old3", "notifying", "recent")])
+    ends = {"old1": (12.0, None), "old2": (10.0, "Sent"), "old3": (11.0, None), "notifying": (5.0, "Pending"),
+            "recent": (50.0, None)}
+    store.async_update([{"endpoint": "e", "inference_id": iid, "status": "Completed", "finished": at,
+                         "notify": notify} for iid, (at, notify) in ends.items()])
+    assert store.async_expire(before=20.0, limit=2) == 2  # the two that ended first
+    left = {iid for iid in ("pending", "old1", "old2", "old3", "notifying", "recent")
+            if store.async_request("e", iid) is not None}
+    assert left == {"pending", "old1", "notifying", "recent"}
+    assert store.async_expire(before=20.0, limit=2) == 1
+    assert store.async_expire(before=20.0, limit=2) == 0
+    assert store.async_request("e", "notifying") is not None and store.async_request("e", "pending") is not None
+    with store.engine.connect() as conn:
+        plan = " ".join(str(r) for r in conn.execute(text(
+            "EXPLAIN QUERY PLAN SELECT seq FROM async_requests WHERE finished IS NOT NULL AND finished < 1 "
+            "AND status != 'Pending' ORDER BY finished LIMIT 5")))
+    assert "ix_async_requests_finished" in plan
+
+
+def test_a_store_made_before_the_retention_index_gets_it_when_opened(tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    with Store(url).engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_async_requests_finished"))
+    assert "ix_async_requests_finished" in {i["name"] for i in inspect(Store(url).engine).get_indexes("async_requests")}
