@@ -122,8 +122,6 @@ static int run_of(span s, Py_ssize_t *pos, int (*ok)(char), span *out) {
 static int key_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
 static int names_char(char c) { return is_lower_alnum_dash(c) || c == ';'; }
 static int hex_char(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
-static int digit_char(char c) { return is_digit(c); }
-static int region_char(char c) { return is_lower_alnum_dash(c); }
 
 /* Seconds since the epoch for "YYYYMMDDTHHMMSSZ", or -1 if it is not a valid UTC stamp. */
 static double parse_stamp(span s) {
@@ -253,9 +251,9 @@ static PyObject *check(PyObject *method_o, PyObject *path_o, PyObject *query_o, 
     if (!expect(auth, &pos, PREFIX) || !run_of(auth, &pos, key_char, &key_id) || !expect(auth, &pos, "/"))
         Py_RETURN_NONE;
     scope.p = auth.p + pos;
-    if (!run_of(auth, &pos, digit_char, &date) || date.n != 8 || !expect(auth, &pos, "/")
-        || !run_of(auth, &pos, region_char, &region) || !expect(auth, &pos, "/")
-        || !run_of(auth, &pos, region_char, &service) || !expect(auth, &pos, "/aws4_request"))
+    if (!run_of(auth, &pos, is_digit, &date) || date.n != 8 || !expect(auth, &pos, "/")
+        || !run_of(auth, &pos, is_lower_alnum_dash, &region) || !expect(auth, &pos, "/")
+        || !run_of(auth, &pos, is_lower_alnum_dash, &service) || !expect(auth, &pos, "/aws4_request"))
         Py_RETURN_NONE;
     scope.n = auth.p + pos - scope.p;
     Py_ssize_t pos_scope_end = pos;
