@@ -199,7 +199,9 @@ static void hmac_sha256_hex(const unsigned char key[32], span parts[], int npart
     to_hex(outer, out_hex);
 }
 
-/* `headers_o` is a tuple the caller holds: the spans into it stay valid throughout. */
+/* The spans point into the bytes of `headers_o` (the ASGI list). No Python code can run until
+ * the last span is read (nothing here allocates a GC-tracked object before that), so nothing
+ * can change the list meanwhile. */
 static PyObject *check(PyObject *method_o, PyObject *path_o, PyObject *query_o, PyObject *headers_o,
                        PyObject *body_o, double now, double skew, PyObject *signing_keys) {
 
@@ -217,13 +219,13 @@ static PyObject *check(PyObject *method_o, PyObject *path_o, PyObject *query_o, 
         Py_RETURN_NONE;
 
     /* headers: bytes pairs, no name twice (ASGI gives names lower-cased) */
-    Py_ssize_t nh = PyTuple_GET_SIZE(headers_o);
+    Py_ssize_t nh = PyList_GET_SIZE(headers_o);
     if (nh > MAX_HEADERS)
         Py_RETURN_NONE;
     span names[MAX_HEADERS], values[MAX_HEADERS];
     span auth = {NULL, 0}, stamp = {NULL, 0}, claimed = {NULL, 0};
     for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *pair = PyTuple_GET_ITEM(headers_o, i);
+        PyObject *pair = PyList_GET_ITEM(headers_o, i);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
             Py_RETURN_NONE;
         PyObject *n = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
@@ -365,7 +367,13 @@ static PyObject *check(PyObject *method_o, PyObject *path_o, PyObject *query_o, 
     OPENSSL_cleanse(key, sizeof key);
     if (CRYPTO_memcmp(mac_hex, signature.p, 64) != 0)
         Py_RETURN_NONE;
-    return Py_BuildValue("(s#s#)", key_id.p, key_id.n, signed_names.p, signed_names.n);
+    /* the strings first (not GC-tracked): the tuple's allocation may run a collection */
+    PyObject *key_s = PyUnicode_FromStringAndSize(key_id.p, key_id.n);
+    PyObject *signed_s = key_s ? PyUnicode_FromStringAndSize(signed_names.p, signed_names.n) : NULL;
+    PyObject *result = signed_s ? PyTuple_Pack(2, key_s, signed_s) : NULL;
+    Py_XDECREF(key_s);
+    Py_XDECREF(signed_s);
+    return result;
 }
 
 static PyObject *verify(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -382,17 +390,11 @@ static PyObject *verify(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     double now = PyFloat_AsDouble(args[5]), skew = PyFloat_AsDouble(args[6]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *headers = PyList_AsTuple(args[3]);
-    if (headers == NULL)
-        return NULL;
     if (!PyDict_Check(args[7])) {
         PyErr_SetString(PyExc_TypeError, "signing_keys must be a dict");
-        Py_DECREF(headers);
         return NULL;
     }
-    PyObject *result = check(args[0], args[1], args[2], headers, args[4], now, skew, args[7]);
-    Py_DECREF(headers);
-    return result;
+    return check(args[0], args[1], args[2], args[3], args[4], now, skew, args[7]);
 }
 
 static PyMethodDef methods[] = {
