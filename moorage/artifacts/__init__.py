@@ -1,7 +1,4 @@
-"""Model data by URL (local path, file:// or s3://) -> a local directory, cached by digest."""
+"""Model data by URL (local path, file:// or s3://) -> a local directory, cached by digest
+(``fetch``), and async inference payloads and results by URL (``objects``).
 
-from __future__ import annotations
-
-from moorage.artifacts.fetch import fetch_model_data, model_data_exists
-
-__all__ = ["fetch_model_data", "model_data_exists"]
+Nothing is imported here: instance processes use ``objects`` and must not pay for s3fs."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from moorage.artifacts import fetch_model_data, model_data_exists
+from moorage.artifacts.fetch import fetch_model_data, model_data_exists
 from moorage.backends.base import Backend
 from moorage.backends.local import LocalBackend
 from moorage.clock import Clock, SystemClock

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from moorage.artifacts import download, fetch_model_data
+from moorage.artifacts import download
+from moorage.artifacts.fetch import fetch_model_data
 from moorage.errors import ValidationException
 from tests.s3server import S3Server
 
