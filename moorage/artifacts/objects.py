@@ -167,7 +167,7 @@ def _publish_across(src: Path | str, dest: str) -> bool:
     return True
 
 
-def publish_bytes(data: bytes, url: str, staging: Path) -> bool:
+def publish_bytes(data: bytes, url: str, staging: Path | str) -> bool:
     """``publish`` for a result already in memory (small: an inline request's). Plain os
     calls, no pathlib: this is the hot path of a busy async endpoint."""
     if not is_s3(url):
@@ -215,17 +215,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-@functools.cache
-def _proc_fds_of(pid: int) -> int | None:
-    try:
-        return os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # no /proc: results are staged instead
-        return None
-
-
 def _proc_fds() -> int | None:
-    """This process's /proc/self/fd, opened once (per process: a forked child has its own)."""
-    return _proc_fds_of(os.getpid())
+    """This process's /proc/self/fd, opened once (a forked child opens its own: the one it
+    inherits lists its parent's descriptors)."""
+    if not _PROC_FDS:
+        try:
+            _PROC_FDS.append(os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY))
+        except OSError:  # no /proc: results are staged instead
+            _PROC_FDS.append(None)
+    return _PROC_FDS[0]
+
+
+def _forget_proc_fds() -> None:
+    if _PROC_FDS and _PROC_FDS[0] is not None:
+        os.close(_PROC_FDS[0])
+    _PROC_FDS.clear()
+
+
+#: [the descriptor of /proc/self/fd] once opened (kept per process without asking for its pid)
+_PROC_FDS: list[int | None] = []
+os.register_at_fork(after_in_child=_forget_proc_fds)
 
 
 #: folders known to exist (results go to few folders, many times)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from moorage.resources.profiles import Profile
-from moorage.runtime.protocol import FileRange
+from moorage.runtime.protocol import NOT_STORED, FileRange, Publish
 
 
 class Reply(NamedTuple):
@@ -17,6 +18,15 @@ class Reply(NamedTuple):
     body: bytes
     #: set on a serverless invocation that had to start its instance (a cold start)
     cold_start_ms: float = 0.0
+
+
+async def write_reply(reply: Reply, target: Publish) -> Reply:
+    """``invoke_to`` for an instance that cannot write results itself: the reply is written
+    here, on a thread."""
+    if reply.status >= 400:
+        return reply
+    error = await asyncio.to_thread(target.write, reply.body)
+    return reply if error is None else Reply(NOT_STORED, b"text/plain", b"", error)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class InstanceHandle(Protocol):
                           src: str, dst: str, timeout: float) -> Reply:
         """Send one invocation whose body is the file ``src``; the response body goes to the
         file ``dst`` (the reply's body is empty, or the error text when status >= 400)."""
+
+    async def invoke_to(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                        body: bytes, target: Publish, timeout: float) -> Reply:
+        """Send one invocation and publish its result write-once at the local path ``target``
+        (it is there once this returns with a status below 400; the reply has the body too).
+        Status NOT_STORED: the model answered but the result could not be written."""
 
     async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                            body: FileRange, timeout: float) -> Reply:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Reply
+from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Publish, Reply, write_reply
 
 
 class FakeInstance:
@@ -33,6 +33,10 @@ class FakeInstance:
         with open(dst, "wb") as f:
             f.write(reply.body)
         return reply._replace(body=b"")
+
+    async def invoke_to(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                        body: bytes, target: Publish, timeout: float) -> Reply:
+        return await write_reply(await self.invoke(content_type, accept, custom_attributes, body, timeout), target)
 
     async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                            body: FileRange, timeout: float) -> Reply:

@@ -24,7 +24,7 @@ from typing import AsyncIterator, BinaryIO, Callable, Iterator
 
 import httpx
 
-from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Reply
+from moorage.backends.base import FileRange, InstanceGone, InstanceSpec, Reply, write_reply
 from moorage.backends.frames import FrameConnection
 from moorage.backends.zygote import ForkedProcess, Zygotes
 from moorage.runtime import protocol as p
@@ -112,6 +112,15 @@ class FrameInstance(_Process):
                             f"{src}\0{dst}".encode(), timeout)
         return Reply(r.status, r.content_type, r.custom_attributes, r.body)
 
+    async def invoke_to(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                        body: bytes, target: p.Publish, timeout: float) -> Reply:
+        """The instance writes the result itself: no copy back to a server thread to write."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connection()
+        r = await conn.call(p.KIND_INVOKE_TO, content_type, accept, custom_attributes, target.encode(body), timeout)
+        return Reply(r.status, r.content_type, r.custom_attributes, r.body)
+
     async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                            body: FileRange, timeout: float) -> Reply:
         conn = await self._connection()
@@ -152,6 +161,10 @@ class HttpInstance(_Process):
                                         headers=_headers(content_type, accept, custom_attributes))
         return Reply(r.status_code, r.headers.get("content-type", "").encode(),
                      r.headers.get("x-amzn-sagemaker-custom-attributes", "").encode(), r.content)
+
+    async def invoke_to(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
+                        body: bytes, target: p.Publish, timeout: float) -> Reply:
+        return await write_reply(await self.invoke(content_type, accept, custom_attributes, body, timeout), target)
 
     async def invoke_range(self, content_type: bytes, accept: bytes, custom_attributes: bytes,
                            body: FileRange, timeout: float) -> Reply:

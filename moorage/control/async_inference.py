@@ -50,8 +50,9 @@ from moorage.errors import (InvokeThrottled, InvokeValidationError, MoorageError
                             ValidationException)
 from moorage.metrics import MetricsRegistry
 from moorage.resources.hosting import AsyncSpec
-from moorage.serving.async_queue import (MAX_ATTEMPTS, SWEEP_BATCH, backlog_metrics, expired, pick_variant,
-                                         retry_delays, sweep_interval)
+from moorage.runtime.protocol import LATE, NOT_STORED, Publish
+from moorage.serving.async_queue import (MAX_ATTEMPTS, SWEEP_BATCH, WRITE_GUARD, backlog_metrics, expired,
+                                         pick_variant, retry_delays, sweep_interval)
 from moorage.serving.pool import VariantPool
 from moorage.serving.router import Fleet, Router
 from moorage.settings import Settings
@@ -62,6 +63,8 @@ log = logging.getLogger("moorage.async")
 INLINE_MAX = 128_000
 DEFAULT_TTL = 21_600
 DEFAULT_TIMEOUT = 900
+#: sets of valid InvokeEndpointAsync parameters remembered (InferenceIds make each one new)
+VALID_REMEMBERED = 4096
 #: what a notification may carry of the response (SageMaker's limit)
 NOTIFY_BODY_MAX = 128 * 1024
 
@@ -121,50 +124,67 @@ class Batcher:
     (and one SQLite transaction, one commit) per batch rather than per request.
 
     ``work(items)`` returns None when every item succeeded, else one exception-or-None per item.
-    ``add`` returns a future for the item."""
+    ``add`` returns a future for the item; ``put`` adds one nobody waits for (a failure is
+    logged)."""
 
     def __init__(self, work: Callable[[list[Any]], list[BaseException | None] | None],
-                 executor: concurrent.futures.Executor, delay: float = 0.0) -> None:
+                 executor: concurrent.futures.Executor, delay: float = 0.0, what: str = "a batch") -> None:
         self._work = work
+        self._what = what
         self._executor = executor
         #: how long a batch may wait to grow (0: until the end of this loop turn)
         self._delay = delay
-        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Any, asyncio.Future[None] | None]] = []
         self._busy = False
+        #: the loop of the first item, kept: asking for the running loop costs a getpid() call
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, item: Any) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut = (self._loop or self._bind()).create_future()
+        self._push(item, fut)
+        return fut
+
+    def put(self, item: Any) -> None:
+        self._push(item, None)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _push(self, item: Any, fut: asyncio.Future[None] | None) -> None:
         self._pending.append((item, fut))
         if not self._busy:
             self._busy = True
-            self._schedule(loop)
-        return fut
+            self._schedule()
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _schedule(self) -> None:
+        loop = self._loop or self._bind()
         if self._delay:
             loop.call_later(self._delay, self._start)
         else:
             loop.call_soon(self._start)  # next turn: gather what else arrives in this one
 
     def _start(self) -> None:
+        assert self._loop is not None
         batch, self._pending = self._pending, []
-        done = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._work, [item for item, _ in batch])
+        done = self._loop.run_in_executor(self._executor, self._work, [item for item, _ in batch])
         done.add_done_callback(lambda f: self._finished(batch, f))
 
-    def _finished(self, batch: list[tuple[Any, asyncio.Future[None]]], f: asyncio.Future[Any]) -> None:
+    def _finished(self, batch: list[tuple[Any, asyncio.Future[None] | None]], f: asyncio.Future[Any]) -> None:
         exc = f.exception()
         errors = [exc] * len(batch) if exc is not None else (f.result() or [None] * len(batch))
         for (_, fut), error in zip(batch, errors):
-            if fut.done():
+            if fut is None:
+                if error is not None:
+                    log.error("could not write %s", self._what, exc_info=error)
+            elif fut.done():
                 continue
-            if error is None:
+            elif error is None:
                 fut.set_result(None)
             else:
                 fut.set_exception(error)
         if self._pending:
-            self._schedule(asyncio.get_running_loop())
+            self._schedule()
         else:
             self._busy = False
 
@@ -181,6 +201,8 @@ class _Queue:
     recovered: set[str] = field(default_factory=set)
     #: ids accepted in this run: a resubmitted id is the same request
     known: set[str] = field(default_factory=set)
+    #: slots waiting for work, by variant pool (see _slot)
+    idle: dict[VariantPool, list[asyncio.Future[Request | None]]] = field(default_factory=dict)
     #: what the worker awaits between rounds (a bare future and a timer: asyncio.wait_for
     #: would make a task per wake-up)
     waiter: asyncio.Future[None] | None = None
@@ -202,7 +224,10 @@ class AsyncInferenceService:
         self.metrics = metrics
         self.topics = topics
         self.staging = settings.data_dir / "async" / "staging"
+        self._staging = str(self.staging)
         self._queues: dict[str, _Queue] = {}
+        #: InvokeEndpointAsync parameters (without the body) known to be valid
+        self._valid: set[tuple[tuple[str, Any], ...]] = set()
         self._notifying: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -212,7 +237,7 @@ class AsyncInferenceService:
         self._inserts = Batcher(lambda reqs: store.enqueue(COLUMNS, [r.values() for r in reqs]), self._db, delay=0.002)
         # A final state may be stored late: until it is, the written output already proves it
         # (a restart finds the output and only marks the request), so ends are batched 50 ms.
-        self._finishes = Batcher(store.async_update, self._db, delay=0.05)
+        self._finishes = Batcher(store.async_update, self._db, delay=0.05, what="the end of an async request")
         self._outputs = Batcher(self._write_outputs, self._io, delay=0.002)
         router.on_activate = self._activated
 
@@ -264,7 +289,11 @@ class AsyncInferenceService:
             q.known.discard(iid)
             raise
         q.waiting.append(req)
-        q.wake()
+        fleet = self.router.fleets.get(endpoint)  # it may have changed while the row was written
+        if fleet is not None and fleet.spec.asynchronous is not None and self._queues.get(endpoint) is q:
+            self._dispatch(endpoint, fleet, fleet.spec.asynchronous, q)
+        else:
+            q.wake()
         return self._locations(req)
 
     @staticmethod
@@ -272,8 +301,7 @@ class AsyncInferenceService:
         return {"InferenceId": req.inference_id, "OutputLocation": req.output_location,
                 "FailureLocation": req.failure_location}
 
-    @staticmethod
-    def _params(endpoint: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    def _params(self, endpoint: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
         params: dict[str, Any] = {"EndpointName": endpoint}
         for header, member in HEADERS.items():
             if header in headers:
@@ -288,12 +316,20 @@ class AsyncInferenceService:
             raise PayloadTooLarge(f"Inline request body of {len(body)} bytes exceeds the maximum of "
                                   f"{INLINE_MAX} bytes for InvokeEndpointAsync; upload the payload "
                                   "and pass its InputLocation instead.")
+        # Every member is checked on its own, and the body only for its type and its size (as
+        # above), so parameters that passed once pass again: a client sends the same headers
+        # with every request.
+        known = tuple(params.items())
         if body:
             params["Body"] = body
-        try:
-            validate_input("sagemaker-runtime", "InvokeEndpointAsync", params)
-        except ValidationException as exc:
-            raise InvokeValidationError(str(exc)) from None
+        if known not in self._valid:
+            try:
+                validate_input("sagemaker-runtime", "InvokeEndpointAsync", params)
+            except ValidationException as exc:
+                raise InvokeValidationError(str(exc)) from None
+            if len(self._valid) >= VALID_REMEMBERED:
+                self._valid.clear()
+            self._valid.add(known)
         if ("InputLocation" in params) == ("Body" in params):
             raise InvokeValidationError("Provide exactly one of InputLocation and an inline request body.")
         return params
@@ -384,6 +420,8 @@ class AsyncInferenceService:
         last_metrics = 0.0
         while True:
             fleet = self.router.fleets.get(endpoint)
+            if q.idle:
+                self._release_stale(fleet, q)
             if fleet is not None and fleet.spec.asynchronous is not None:
                 self._dispatch(endpoint, fleet, fleet.spec.asynchronous, q)
                 now = time.monotonic()
@@ -401,12 +439,18 @@ class AsyncInferenceService:
     def _pick(fleet: Fleet, spec: AsyncSpec, q: _Queue) -> VariantPool | None:
         """The variant for the next waiting request: by traffic weight among those with a free
         slot (MaxConcurrentInvocationsPerInstance per ready instance); None when all are full."""
+        if len(fleet.names) == 1:  # the common case, without the weighted draw
+            pool = fleet.pools[fleet.names[0]]
+            free = len(pool.ready) * spec.max_concurrent_per_instance - q.per_variant[pool.spec.name]
+            return pool if free > 0 else None
         pools = [fleet.pools[n] for n in fleet.names]
         free = [len(p.ready) * spec.max_concurrent_per_instance - q.per_variant[p.spec.name] for p in pools]
         i = pick_variant(free, [fleet.weights[n] for n in fleet.names])
         return pools[i] if i >= 0 else None
 
     def _dispatch(self, endpoint: str, fleet: Fleet, spec: AsyncSpec, q: _Queue) -> None:
+        """Start waiting requests while their variants have room: on a parked slot of the picked
+        variant when there is one, else on a new slot."""
         while q.waiting:
             pool = self._pick(fleet, spec, q)
             if pool is None:
@@ -414,33 +458,61 @@ class AsyncInferenceService:
             row = q.waiting.popleft()
             q.running[row.inference_id] = row
             q.per_variant[pool.spec.name] += 1
+            parked = q.idle.get(pool)
+            if parked:
+                parked.pop().set_result(row)
+                continue
             task = asyncio.create_task(self._slot(endpoint, pool, row, q))
             q.tasks.add(task)
             task.add_done_callback(q.tasks.discard)
 
     async def _slot(self, endpoint: str, pool: VariantPool, row: Request, q: _Queue) -> None:
-        """One taken slot of a variant. It runs waiting requests one after another for as long as
-        the weighted pick, with this slot counted free, keeps choosing its variant: a busy queue
-        then costs no task and no worker wake-up per request."""
+        """One slot of a variant, running ``row`` (counted in ``q.running`` and ``per_variant``).
+        Then it runs the next waiting request while the weighted pick, with this slot counted
+        free, keeps choosing its variant; when none waits, it parks until ``_dispatch`` hands it
+        one. A busy queue then costs no task and no worker wake-up per request."""
         variant = pool.spec.name
+        loop = asyncio.get_running_loop()
+        counted = True  # this slot is in per_variant (not while parked)
         try:
             while True:
                 if await self._run(endpoint, pool, row, q):
                     return  # its instance went away: the worker places the request again
                 fleet = self.router.fleets.get(endpoint)
-                if (not q.waiting or self._queues.get(endpoint) is not q or fleet is None
-                        or fleet.spec.asynchronous is None):
+                if (self._queues.get(endpoint) is not q or fleet is None or fleet.spec.asynchronous is None
+                        or fleet.pools.get(variant) is not pool):
                     return
                 q.per_variant[variant] -= 1
-                again = self._pick(fleet, fleet.spec.asynchronous, q) is pool
-                q.per_variant[variant] += 1
-                if not again:
-                    return
-                row = q.waiting.popleft()
-                q.running[row.inference_id] = row
+                counted = False
+                if q.waiting:
+                    if self._pick(fleet, fleet.spec.asynchronous, q) is not pool:
+                        return
+                    row = q.waiting.popleft()
+                    q.running[row.inference_id] = row
+                    q.per_variant[variant] += 1
+                else:
+                    parked: asyncio.Future[Request | None] = loop.create_future()
+                    q.idle.setdefault(pool, []).append(parked)
+                    try:
+                        handed = await parked  # _dispatch counts it before handing it over
+                    finally:
+                        if not parked.done() or parked.cancelled():
+                            q.idle[pool].remove(parked)
+                    if handed is None:
+                        return  # released: its variant was replaced or removed
+                    row = handed
+                counted = True
         finally:
-            q.per_variant[variant] -= 1
+            if counted:
+                q.per_variant[variant] -= 1
             q.wake()
+
+    @staticmethod
+    def _release_stale(fleet: Fleet | None, q: _Queue) -> None:
+        """End the parked slots of variants that are no longer the endpoint's."""
+        for pool in [p for p in q.idle if fleet is None or fleet.pools.get(p.spec.name) is not p]:
+            for parked in q.idle.pop(pool):
+                parked.set_result(None)
 
     async def _sweep(self) -> None:
         """Forget requests that ended more than MOORAGE_ASYNC_RETENTION_SECONDS ago, a batch per
@@ -509,9 +581,14 @@ class AsyncInferenceService:
         status: int | None = None
         try:
             if row.body is not None:
-                reply = await pool.invoke(ctype, accept, attrs, row.body, timeout)
-                status = reply.status
-                if status < 400:
+                s3 = objects.is_s3(row.output_location)
+                if s3:
+                    reply = await pool.invoke(ctype, accept, attrs, row.body, timeout)
+                else:  # the instance writes the result itself, unless it is too close to the timeout
+                    target = Publish(row.output_location, self._staging, time.monotonic() + timeout - WRITE_GUARD)
+                    reply = await pool.invoke_to(ctype, accept, attrs, row.body, target, timeout)
+                status = 200 if reply.status == LATE else reply.status
+                if status < 400 and (s3 or reply.status == LATE):
                     await self._publish_bytes(reply.body, row.output_location)
             else:
                 reply = await self._invoke_location(pool, row, ctype, accept, attrs, timeout)
@@ -533,6 +610,10 @@ class AsyncInferenceService:
                 us = int((time.perf_counter() - t0) * 1e6)
                 self.metrics.record_invocation(endpoint, variant, model_status=status,
                                                model_latency_us=us, overhead_latency_us=0)
+        if status == NOT_STORED:
+            await self._fail(row, variant, f"Could not write the output to {row.output_location}: "
+                                           f"{reply.body.decode(errors='replace')}")
+            return False
         if status >= 400:
             message = reply.body[:4096].decode(errors="replace")
             await self._fail(row, variant, f"Received {'client' if status < 500 else 'server'} error "
@@ -600,17 +681,24 @@ class AsyncInferenceService:
         row.status, row.finished, row.variant, row.failure_reason = status, timestamp(self.clock), variant, reason
         row.notify = "Pending" if topic else None
         # the inline body is dropped with the final state: an ended request never runs again
-        stored = self._finishes.add({"endpoint": row.endpoint, "inference_id": row.inference_id,
-                                     "status": status, "finished": row.finished, "variant": variant,
-                                     "failure_reason": reason, "notify": row.notify, "body": None})
-        if topic and spec is not None:
-            include = ("SUCCESS_NOTIFICATION_TOPIC" if status == "Completed"
-                       else "ERROR_NOTIFICATION_TOPIC") in spec.include_response_in
-            message = notification(self.settings.region, row, status, content_type, reason,
-                                   row.finished, response if include else None)
-            stored.add_done_callback(lambda f: f.exception() or self._send(row, topic, message))
-        else:
-            stored.add_done_callback(_log_failure)
+        change = {"endpoint": row.endpoint, "inference_id": row.inference_id, "status": status,
+                  "finished": row.finished, "variant": variant, "failure_reason": reason,
+                  "notify": row.notify, "body": None}
+        if not topic or spec is None:
+            self._finishes.put(change)
+            return
+        include = ("SUCCESS_NOTIFICATION_TOPIC" if status == "Completed"
+                   else "ERROR_NOTIFICATION_TOPIC") in spec.include_response_in
+        message = notification(self.settings.region, row, status, content_type, reason,
+                               row.finished, response if include else None)
+
+        def stored(f: asyncio.Future[None]) -> None:
+            if f.exception() is None:
+                self._send(row, topic, message)
+            else:
+                log.error("could not store the end of %s; no notification", row.inference_id,
+                          exc_info=f.exception())
+        self._finishes.add(change).add_done_callback(stored)
 
     def _async_spec(self, endpoint: str) -> AsyncSpec | None:
         fleet = self.router.fleets.get(endpoint)
@@ -692,11 +780,6 @@ def notification(region: str, row: Request, status: str, content_type: str, reas
     if response is not None and len(response) <= NOTIFY_BODY_MAX:
         message["responseBody"] = {"content": base64.b64encode(response).decode(), "encoding": "BASE64"}
     return message
-
-
-def _log_failure(fut: asyncio.Future[None]) -> None:
-    if fut.exception() is not None:
-        log.error("could not store the end of an async request", exc_info=fut.exception())
 
 
 def _iso(t: float) -> str:

@@ -16,6 +16,8 @@ import os
 import struct
 from typing import NamedTuple
 
+from moorage.artifacts import objects
+
 KIND_INVOKE = 1
 KIND_PING = 2
 #: an invocation whose body is a file: the request body is b"<input path>\0<output path>"; the
@@ -26,6 +28,15 @@ KIND_INVOKE_FILE = 3
 #: b"<path>\0<offset>\0<length>"; the instance reads the range itself and answers inline, so a
 #: batch transform's mini-batches never pass through the router's socket (see FileRange)
 KIND_INVOKE_RANGE = 4
+#: an inline invocation whose result the instance publishes itself, write-once, to a local
+#: path (asynchronous inference with a local output): the request body is a Publish target
+#: and then the payload. The response carries the result too, and its status says whether it
+#: was written: 200 yes, LATE not (too close to the router's timeout), NOT_STORED not (the
+#: write failed; the body is the error)
+KIND_INVOKE_TO = 5
+#: statuses of KIND_INVOKE_TO responses beyond HTTP's (>= 400, so never read as a success)
+NOT_STORED = 1000
+LATE = 1001
 
 _REQ = struct.Struct("<IIBHHH")
 _RESP = struct.Struct("<IIHHH")
@@ -103,6 +114,37 @@ class FileRange(NamedTuple):
     def decode(cls, body: bytes) -> FileRange:
         path, offset, length = body.decode().split("\0")
         return cls(path, int(offset), int(length))
+
+
+class Publish(NamedTuple):
+    """Where a KIND_INVOKE_TO result goes: ``location``, a local path or file:// URL (through a
+    file in ``staging`` where the file system has no O_TMPFILE), if the instance has it before
+    ``deadline`` (``time.monotonic()``, one clock for every process on a host). Past it, the
+    router may already have failed the request for its timeout, so the instance only answers."""
+
+    location: str
+    staging: str
+    deadline: float
+
+    def write(self, result: bytes) -> bytes | None:
+        """Publish ``result`` at ``location`` unless a result is already there (a request run again
+        after a crash); None when it is there, else the error text."""
+        try:
+            objects.publish_bytes(result, self.location, self.staging)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}".encode()
+        return None
+
+    def encode(self, payload: bytes) -> bytes:
+        head = f"{self.location}\0{self.staging}\0{self.deadline!r}\0".encode()
+        return head + payload
+
+    @classmethod
+    def decode(cls, body: bytes) -> tuple[Publish, bytes]:
+        a = body.index(b"\0")
+        b = body.index(b"\0", a + 1)
+        c = body.index(b"\0", b + 1)
+        return cls(body[:a].decode(), body[a + 1:b].decode(), float(body[b + 1:c])), body[c + 1:]
 
 
 class FrameBuffer:

@@ -9,6 +9,10 @@ from typing import Sequence
 MAX_ATTEMPTS = 3
 #: ended requests forgotten per store transaction by the retention sweep
 SWEEP_BATCH = 1000
+#: seconds before a request's InvocationTimeoutSeconds after which its instance no longer writes
+#: the result itself but hands it to the server, whose timeout and write are one sequence: a
+#: result and a timeout's error document are then never both written
+WRITE_GUARD = 1.0
 
 
 def expired(created: float, ttl_seconds: float, now: float) -> bool:

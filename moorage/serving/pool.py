@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from moorage.backends.base import Backend, FileRange, InstanceGone, InstanceHandle, InstanceSpec, Reply
+from moorage.backends.base import Backend, FileRange, InstanceGone, InstanceHandle, InstanceSpec, Publish, Reply
 from moorage.errors import InvokeThrottled, ModelError, PayloadTooLarge
 from moorage.resources.hosting import VariantSpec
 from moorage.resources.profiles import profile, serverless_profile
@@ -105,6 +105,14 @@ class VariantPool:
         if timeout > r.patience:
             r.patience = timeout
         return await self._forward(r, r.handle.invoke_file(content_type, accept, attrs, src, dst, timeout))
+
+    async def invoke_to(self, content_type: bytes, accept: bytes, attrs: bytes, body: bytes,
+                        target: Publish, timeout: float) -> Reply:
+        """An inline invocation whose result is published at ``target`` (see InstanceHandle)."""
+        r = await self._take(timeout)
+        if timeout > r.patience:
+            r.patience = timeout
+        return await self._forward(r, r.handle.invoke_to(content_type, accept, attrs, body, target, timeout))
 
     async def invoke_range(self, content_type: bytes, accept: bytes, attrs: bytes, body: FileRange,
                            timeout: float) -> Reply:

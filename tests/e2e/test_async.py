@@ -287,6 +287,33 @@ def test_model_failure_writes_the_error_document(server: ServerProcess, handler_
     rt.invoke_endpoint_async(EndpointName="async-fail", ContentType="application/json",
                              Body=b'{"x": [1]}', InferenceId="f4")
     assert wait_done(server, "async-fail", "f4", timeout=30)["Status"] == "Completed"
+    # f4 ran after f3 on the one instance, so f3's late result exists there: it was not written
+    assert not (tmp_path / "out" / "f3.out").exists()
+
+
+def test_a_result_near_its_timeout_is_written_once(server: ServerProcess, handler_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """The instance writes results itself, but not one that ends within a second of its
+    InvocationTimeoutSeconds (the server may be failing it): the server writes that one, and it
+    is a success. A result that cannot be written fails its request with the reason."""
+    sm, rt = server.client(), server.client("sagemaker-runtime")
+    make_async(sm, "async-edge", handler_dir, str(tmp_path / "out"), failure=str(tmp_path / "err"))
+    r = rt.invoke_endpoint_async(EndpointName="async-edge", ContentType="application/json",
+                                 Body=b'{"x": [5], "sleep": 0.2, "id": "near"}', InferenceId="near",
+                                 InvocationTimeoutSeconds=1)
+    assert wait_done(server, "async-edge", "near")["Status"] == "Completed"
+    assert json.loads(Path(r["OutputLocation"]).read_text()) == {"id": "near", "y": [10]}
+    assert not (tmp_path / "err").exists()
+
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    make_async(sm, "async-nowrite", handler_dir, str(tmp_path / "blocker" / "out"),
+               failure=str(tmp_path / "err"))
+    r = rt.invoke_endpoint_async(EndpointName="async-nowrite", ContentType="application/json",
+                                 Body=b'{"x": [1]}', InferenceId="nowhere")
+    done = wait_done(server, "async-nowrite", "nowhere")
+    assert done["Status"] == "Failed"
+    assert done["FailureReason"].startswith(f"Could not write the output to {tmp_path}/blocker/out/nowhere.out")
+    assert "Could not write the output" in json.loads((tmp_path / "err" / "nowhere-error.out").read_text())["FailureReason"]
 
 
 def test_ttl_expired_while_the_server_was_down(fresh_server: ServerProcess, handler_dir: Path,
@@ -478,6 +505,34 @@ def test_async_requests_follow_the_variant_weights(server: ServerProcess, handle
     share = served.count("a") / len(served)
     assert 0.6 <= share <= 0.9, f"variant a served {share:.0%} of requests (weight 75%)"
     assert len(list((tmp_path / "out").iterdir())) == 240
+
+
+def test_an_updated_async_endpoint_serves_from_its_new_variant(server: ServerProcess, handler_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """Slots wait for work on the variant they served; after UpdateEndpoint, requests go to
+    the new variant and each still gets its one output."""
+    sm, rt = server.client(), server.client("sagemaker-runtime")
+    make_async(sm, "async-upd", handler_dir, str(tmp_path / "out"), per_instance=8)
+
+    def send(first: int, n: int) -> list[str]:
+        return [rt.invoke_endpoint_async(EndpointName="async-upd", ContentType="application/json",
+                                         Body=json.dumps({"x": [i], "id": i}).encode())["InferenceId"]
+                for i in range(first, first + n)]
+    before = send(0, 20)
+    assert {wait_done(server, "async-upd", iid)["InvokedProductionVariant"] for iid in before} == {"main"}
+    sm.create_endpoint_config(
+        EndpointConfigName="async-upd-2",
+        ProductionVariants=[{"VariantName": "next", "ModelName": "async-upd", "InstanceType": "ml.m5.large",
+                             "InitialInstanceCount": 1}],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": str(tmp_path / "out")},
+                              "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 8}})
+    sm.update_endpoint(EndpointName="async-upd", EndpointConfigName="async-upd-2")
+    wait_status(sm, "async-upd")
+    after = send(20, 20)
+    assert {wait_done(server, "async-upd", iid)["InvokedProductionVariant"] for iid in after} == {"next"}
+    outputs = {p.name: json.loads(p.read_text()) for p in (tmp_path / "out").iterdir()}
+    assert len(outputs) == 40
+    assert sorted(o["id"] for o in outputs.values()) == list(range(40))
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -686,7 +741,12 @@ def test_bring_your_own_server_streams_files_over_http(server: ServerProcess, tm
     assert wait_done(server, "async-byos", "byos-2")["Status"] == "Failed"
     doc = json.loads(Path(r["FailureLocation"]).read_text())
     assert (doc["OriginalStatusCode"], doc["OriginalMessage"]) == (500, "the model broke")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["byos-1.out", "byos-2-error.out"]
+    # an inline body: the server writes what the instance answers
+    r = rt.invoke_endpoint_async(EndpointName="async-byos", Body=b"inline words", ContentType="text/plain",
+                                 InferenceId="byos-3")
+    assert wait_done(server, "async-byos", "byos-3")["Status"] == "Completed"
+    assert Path(r["OutputLocation"]).read_bytes() == b"INLINE WORDS"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["byos-1.out", "byos-2-error.out", "byos-3.out"]
 
 
 def test_cli_async_flow(server: ServerProcess, handler_dir: Path, tmp_path: Path) -> None:
