@@ -237,7 +237,7 @@ class AsyncInferenceService:
         self._inserts = Batcher(lambda reqs: store.enqueue(COLUMNS, [r.values() for r in reqs]), self._db, delay=0.002)
         # A final state may be stored late: until it is, the written output already proves it
         # (a restart finds the output and only marks the request), so ends are batched 50 ms.
-        self._finishes = Batcher(store.async_update, self._db, delay=0.05, what="the end of an async request")
+        self._finishes = Batcher(store.async_finish, self._db, delay=0.05, what="the end of an async request")
         self._outputs = Batcher(self._write_outputs, self._io, delay=0.002)
         router.on_activate = self._activated
 
@@ -680,10 +680,7 @@ class AsyncInferenceService:
             topic = spec.success_topic if status == "Completed" else spec.error_topic
         row.status, row.finished, row.variant, row.failure_reason = status, timestamp(self.clock), variant, reason
         row.notify = "Pending" if topic else None
-        # the inline body is dropped with the final state: an ended request never runs again
-        change = {"endpoint": row.endpoint, "inference_id": row.inference_id, "status": status,
-                  "finished": row.finished, "variant": variant, "failure_reason": reason,
-                  "notify": row.notify, "body": None}
+        change = (status, row.finished, variant, reason, row.notify, row.endpoint, row.inference_id)
         if not topic or spec is None:
             self._finishes.put(change)
             return

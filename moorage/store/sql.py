@@ -176,6 +176,13 @@ class Store:
                "WHERE endpoint = ? AND inference_id = ?")
         self._write_many(sql, [(*(c[k] for k in keys), c["endpoint"], c["inference_id"]) for c in changes])
 
+    def async_finish(self, ends: list[tuple[Any, ...]]) -> None:
+        """Record final states, one transaction: (status, finished, variant, failure_reason,
+        notify, endpoint, inference_id) each. The inline body goes: an ended request never
+        runs again."""
+        self._write_many("UPDATE async_requests SET status = ?, finished = ?, variant = ?, failure_reason = ?, "
+                         "notify = ?, body = NULL WHERE endpoint = ? AND inference_id = ?", ends)
+
     def async_forget(self, endpoint: str) -> None:
         """Drop an endpoint's requests (DeleteEndpoint): outputs already written stay."""
         with self.engine.begin() as conn:

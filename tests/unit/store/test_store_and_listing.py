@@ -86,9 +86,9 @@ def test_async_queue_writes_are_all_or_nothing_per_batch(store: Store) -> None:
         store.enqueue(COLUMNS, [req("b"), req("a")])
     assert store.async_request("e", "b") is None
     store.enqueue(COLUMNS, [req("c")])
-    store.async_update([{"endpoint": "e", "inference_id": "c", "status": "Completed", "finished": 2.0}])
+    store.async_finish([("Completed", 2.0, "v", None, None, "e", "c")])
     row = store.async_request("e", "c")
-    assert row is not None and row.status == "Completed" and row.finished == 2.0
+    assert row is not None and (row.status, row.finished, row.variant, row.body) == ("Completed", 2.0, "v", None)
     assert [r.inference_id for r in store.async_open()] == ["a"]
 
 
