@@ -394,36 +394,51 @@ def test_webhooks_success_error_retry_and_a_dead_hook(server: ServerProcess, han
 N = 200
 
 
+@pytest.mark.parametrize("where", ["s3", "local"])
 def test_kill9_with_requests_queued_and_in_flight(s3_server, handler_dir: Path,  # noqa: F811
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, where: str) -> None:
     """SIGKILL the server with N requests accepted; after a restart every one completes, each
-    output written exactly once (S3 versioning would keep a second write as a second version)."""
+    output written exactly once. On S3, versioning would keep a second write as a second
+    version; locally the instances write the outputs themselves (and die with the server), and
+    nothing but the outputs may be left in the folder."""
     s3 = s3_server.client()
-    s3.create_bucket(Bucket="async-durable")
-    s3.put_bucket_versioning(Bucket="async-durable", VersioningConfiguration={"Status": "Enabled"})
+    if where == "s3":
+        s3.create_bucket(Bucket="async-durable")
+        s3.put_bucket_versioning(Bucket="async-durable", VersioningConfiguration={"Status": "Enabled"})
+    out = tmp_path / "out"
+
+    def outputs() -> dict[str, int]:
+        if where == "s3":
+            return _versions(s3)
+        return {f"out/{p.name}": 1 for p in out.iterdir()} if out.exists() else {}
+
+    def output(key: str) -> bytes:
+        if where == "s3":
+            return s3.get_object(Bucket="async-durable", Key=key)["Body"].read()
+        return (tmp_path / key).read_bytes()
+
     calls = tmp_path / "calls.log"
     srv = ServerProcess(tmp_path / "data", env={**ADMIN_ENV, **s3_server.env}).start()
     try:
         sm, rt = srv.client(), srv.client("sagemaker-runtime")
-        make_async(sm, "async-durable", handler_dir, "s3://async-durable/out", per_instance=4, count=2,
-                   env={"MOORAGE_TEST_CALLS": str(calls)})
+        make_async(sm, "async-durable", handler_dir, "s3://async-durable/out" if where == "s3" else str(out),
+                   per_instance=4, count=2, env={"MOORAGE_TEST_CALLS": str(calls)})
         for i in range(N):
             rt.invoke_endpoint_async(EndpointName="async-durable", ContentType="application/json",
                                      Body=json.dumps({"x": [i], "id": i, "sleep": 0.02}).encode(),
                                      InferenceId=f"r{i:03d}")
         wait_for(lambda: calls.exists() and len(calls.read_text().split()) >= 20, 60, "some progress")
         srv.kill9()
-        done_before = len(_versions(s3))
+        done_before = len(outputs())
         assert done_before < N, "everything finished before the kill; the test proves nothing"
         srv.start()
-        wait_for(lambda: len(_versions(s3)) >= N, 120, "all outputs")
+        wait_for(lambda: len(outputs()) >= N, 120, "all outputs")
         time.sleep(1)
-        versions = _versions(s3)
+        versions = outputs()
         assert sorted(versions) == [f"out/r{i:03d}.out" for i in range(N)]
         assert all(n == 1 for n in versions.values()), {k: n for k, n in versions.items() if n > 1}
         for i in (0, N // 2, N - 1):
-            body = s3.get_object(Bucket="async-durable", Key=f"out/r{i:03d}.out")["Body"].read()
-            assert json.loads(body) == {"id": i, "y": [2 * i]}
+            assert json.loads(output(f"out/r{i:03d}.out")) == {"id": i, "y": [2 * i]}
         statuses = {status(srv, "async-durable", f"r{i:03d}")["Status"] for i in range(0, N, 10)}
         assert statuses == {"Completed"}
         executed = calls.read_text().split()
