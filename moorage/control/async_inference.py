@@ -459,6 +459,8 @@ class AsyncInferenceService:
             q.running[row.inference_id] = row
             q.per_variant[pool.spec.name] += 1
             parked = q.idle.get(pool)
+            while parked and parked[-1].done():  # cancelled with its slot, not yet cleaned up
+                parked.pop()
             if parked:
                 parked.pop().set_result(row)
                 continue
@@ -496,7 +498,7 @@ class AsyncInferenceService:
                     try:
                         handed = await parked  # _dispatch counts it before handing it over
                     finally:
-                        if not parked.done() or parked.cancelled():
+                        if parked.cancelled() and parked in q.idle.get(pool, ()):
                             q.idle[pool].remove(parked)
                     if handed is None:
                         return  # released: its variant was replaced or removed

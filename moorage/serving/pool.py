@@ -101,26 +101,28 @@ class VariantPool:
     async def invoke_file(self, content_type: bytes, accept: bytes, attrs: bytes, src: str,
                           dst: str, timeout: float) -> Reply:
         """An invocation whose body is the file ``src``; the response body goes to ``dst``."""
-        r = await self._take(timeout)
-        if timeout > r.patience:
-            r.patience = timeout
+        r = await self._take_patient(timeout)
         return await self._forward(r, r.handle.invoke_file(content_type, accept, attrs, src, dst, timeout))
 
     async def invoke_to(self, content_type: bytes, accept: bytes, attrs: bytes, body: bytes,
                         target: Publish, timeout: float) -> Reply:
         """An inline invocation whose result is published at ``target`` (see InstanceHandle)."""
-        r = await self._take(timeout)
-        if timeout > r.patience:
-            r.patience = timeout
+        r = await self._take_patient(timeout)
         return await self._forward(r, r.handle.invoke_to(content_type, accept, attrs, body, target, timeout))
 
     async def invoke_range(self, content_type: bytes, accept: bytes, attrs: bytes, body: FileRange,
                            timeout: float) -> Reply:
         """An invocation whose body is a range of a local file (batch transform mini-batches)."""
+        r = await self._take_patient(timeout)
+        return await self._forward(r, r.handle.invoke_range(content_type, accept, attrs, body, timeout))
+
+    async def _take_patient(self, timeout: float) -> Replica:
+        """``_take`` for a request that may run as long as ``timeout`` (async inference, batch
+        transform): the instance is not found hung while it works on it."""
         r = await self._take(timeout)
         if timeout > r.patience:
             r.patience = timeout
-        return await self._forward(r, r.handle.invoke_range(content_type, accept, attrs, body, timeout))
+        return r
 
     async def _take(self, timeout: float) -> Replica:
         """The ready instance with the fewest requests in flight, with this one counted."""
