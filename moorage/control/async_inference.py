@@ -14,14 +14,16 @@ An ended request's inline body is dropped with its final state, and its row is f
 MOORAGE_ASYNC_RETENTION_SECONDS after it ended (the outputs stay), so the store does not grow
 with the traffic.
 
-Writes are group-committed (``Batcher``): inserts, final updates and small outputs are done by
-worker threads in batches; what arrives while one batch is written goes in the next, so a busy
-queue pays one SQLite transaction per batch, and each 202 waits for its own commit.
+Writes are group-committed (``Batcher``): inserts, final updates and the small outputs the
+server writes are done by worker threads in batches; what arrives while one batch is written
+goes in the next, so a busy queue pays one SQLite transaction per batch, and each 202 waits for
+its own commit.
 
 Payloads never pass through the server's memory: an InputLocation is handed to the instance
 as a file (an s3:// input is first streamed to a staging file), and the instance writes the
 result to a file that is then published. Only inline bodies (at most 128,000 bytes) travel in
-frames.
+frames; their results, when the output is local, are published by the instance itself
+(``KIND_INVOKE_TO``) unless they end within WRITE_GUARD of the request's timeout.
 """
 
 from __future__ import annotations
