@@ -11,7 +11,8 @@ MAX_ATTEMPTS = 3
 SWEEP_BATCH = 1000
 #: seconds before a request's InvocationTimeoutSeconds after which its instance no longer writes
 #: the result itself but hands it to the server, whose timeout and write are one sequence: a
-#: result and a timeout's error document are then never both written
+#: result and a timeout's error document are then not both written (short of the instance
+#: stalling this long between reading its clock and linking the file)
 WRITE_GUARD = 1.0
 
 
