@@ -200,9 +200,7 @@ def _publish_unnamed(data: bytes, dest: str) -> bool | None:
         _NO_TMPFILE.add(folder)
         return None
     try:
-        written = os.write(fd, data)  # a small result goes in one write
-        if written < len(data):
-            _write_all(fd, data, written)
+        _write_all(fd, data)
         os.link(str(fd), dest, src_dir_fd=proc_fds, follow_symlinks=True)  # linkat(AT_SYMLINK_FOLLOW)
         return True
     except FileExistsError:
@@ -211,8 +209,8 @@ def _publish_unnamed(data: bytes, dest: str) -> bool | None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes, start: int = 0) -> None:
-    view = memoryview(data)[start:]
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 

@@ -441,12 +441,10 @@ class AsyncInferenceService:
     def _pick(fleet: Fleet, spec: AsyncSpec, q: _Queue) -> VariantPool | None:
         """The variant for the next waiting request: by traffic weight among those with a free
         slot (MaxConcurrentInvocationsPerInstance per ready instance); None when all are full."""
-        if len(fleet.names) == 1:  # the common case, without the weighted draw
-            pool = fleet.pools[fleet.names[0]]
-            free = len(pool.ready) * spec.max_concurrent_per_instance - q.per_variant[pool.spec.name]
-            return pool if free > 0 else None
         pools = [fleet.pools[n] for n in fleet.names]
         free = [len(p.ready) * spec.max_concurrent_per_instance - q.per_variant[p.spec.name] for p in pools]
+        if len(pools) == 1:  # the common case, without the weighted draw
+            return pools[0] if free[0] > 0 else None
         i = pick_variant(free, [fleet.weights[n] for n in fleet.names])
         return pools[i] if i >= 0 else None
 
@@ -719,7 +717,7 @@ class AsyncInferenceService:
                                             row.failure_reason, row.finished or row.created, None))
 
     def _set_notify(self, row: Request, state: str | None) -> None:
-        self.store.async_update([{"endpoint": row.endpoint, "inference_id": row.inference_id, "notify": state}])
+        self.store.async_set_notify(row.endpoint, row.inference_id, state)
 
     def _send(self, row: Request, topic: str, message: dict[str, Any]) -> None:
         task = asyncio.create_task(self._deliver(row, topic, message))

@@ -168,13 +168,10 @@ class Store:
                 (async_requests.c.status == "Pending") | (async_requests.c.notify == "Pending"))
                 .order_by(async_requests.c.seq)).all()
 
-    def async_update(self, changes: list[dict[str, Any]]) -> None:
-        """Apply ``{"endpoint", "inference_id", <column>: value ...}`` changes that all set the
-        same columns, in one transaction."""
-        keys = [k for k in changes[0] if k not in ("endpoint", "inference_id")]
-        sql = (f"UPDATE async_requests SET {', '.join(f'{k} = ?' for k in keys)} "
-               "WHERE endpoint = ? AND inference_id = ?")
-        self._write_many(sql, [(*(c[k] for k in keys), c["endpoint"], c["inference_id"]) for c in changes])
+    def async_set_notify(self, endpoint: str, inference_id: str, notify: str | None) -> None:
+        """Record where a request's notification stands (Pending, Sent, Undelivered or None)."""
+        self._write_many("UPDATE async_requests SET notify = ? WHERE endpoint = ? AND inference_id = ?",
+                         [(notify, endpoint, inference_id)])
 
     def async_finish(self, ends: list[tuple[Any, ...]]) -> None:
         """Record final states, one transaction: (status, finished, variant, failure_reason,

@@ -105,10 +105,11 @@ def test_ended_requests_are_forgotten_after_their_retention_oldest_first(store: 
                        body=b"1").values()
 
     store.enqueue(COLUMNS, [req(i) for i in ("pending", "old1", "old2", "old3", "notifying", "recent")])
-    ends = {"old1": (12.0, None), "old2": (10.0, "Sent"), "old3": (11.0, None), "notifying": (5.0, "Pending"),
+    ends = {"old1": (12.0, None), "old2": (10.0, "Pending"), "old3": (11.0, None), "notifying": (5.0, "Pending"),
             "recent": (50.0, None)}
-    store.async_update([{"endpoint": "e", "inference_id": iid, "status": "Completed", "finished": at,
-                         "notify": notify} for iid, (at, notify) in ends.items()])
+    store.async_finish([("Completed", at, "v", None, notify, "e", iid) for iid, (at, notify) in ends.items()])
+    store.async_set_notify("e", "old2", "Sent")  # as after its notification went out
+    assert store.async_request("e", "old2").notify == "Sent"
     assert store.async_expire(before=20.0, limit=2) == 2  # the two that ended first
     left = {iid for iid in ("pending", "old1", "old2", "old3", "notifying", "recent")
             if store.async_request("e", iid) is not None}
